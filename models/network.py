@@ -1,0 +1,90 @@
+"""Embedding -> stacked LSTM -> dropout -> (tied) linear decoder.
+
+Serving interface (batch first):
+    tokens ``[B, T]`` int64, state ``(h, c)`` each ``[layers, B, hidden]`` float
+    -> logits ``[B, T, V]`` and the new state.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from models.config import ModelConfig
+
+State = tuple[Tensor, Tensor]
+
+
+def locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Variational dropout: one mask per sequence, shared across time. ``x`` ``[B, T, D]``."""
+    if not training or p == 0.0:
+        return x
+    mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1 - p) / (1 - p)
+    return x * mask
+
+
+class LanguageModel(nn.Module):
+    """A word-level LSTM language model (Zaremba et al. 2014, tied as Press & Wolf 2016)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
+        sizes = [config.embedding_size] + [config.hidden_size] * config.num_layers
+        self.layers = nn.ModuleList(
+            nn.LSTM(sizes[k], sizes[k + 1], batch_first=True) for k in range(config.num_layers)
+        )
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        if config.tied:
+            self.decoder.weight = self.embedding.weight
+        self.reset_parameters()
+
+    def reset_parameters(self, init_range: float = 0.1) -> None:
+        nn.init.uniform_(self.embedding.weight, -init_range, init_range)
+        nn.init.zeros_(self.decoder.bias)
+        if not self.config.tied:
+            nn.init.uniform_(self.decoder.weight, -init_range, init_range)
+
+    def initial_state(self, batch: int, device: torch.device | None = None) -> State:
+        """Zeros ``(h, c)``, each ``[layers, batch, hidden]``."""
+        shape = (self.config.num_layers, batch, self.config.hidden_size)
+        device = device or self.embedding.weight.device
+        dtype = self.embedding.weight.dtype
+        return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(
+            shape, device=device, dtype=dtype
+        )
+
+    def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """Logits ``[B, T, V]`` for every position, and the state after the last token."""
+        hidden, state = self.hidden_states(tokens, state)
+        return self.decoder(hidden), state
+
+    def hidden_states(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """The top layer's outputs ``[B, T, H]`` (before the decoder) and the new state.
+
+        Callers that need logits at a few positions only (serving) decode just those.
+        """
+        if state is None:
+            state = self.initial_state(tokens.shape[0], tokens.device)
+        h0, c0 = state
+        x = locked_dropout(self.embedding(tokens), self.config.dropout_input, self.training)
+        h_out, c_out = [], []
+        for index, layer in enumerate(self.layers):
+            layer_state = (h0[index : index + 1], c0[index : index + 1])
+            x, (h, c) = self._run_layer(layer, x, layer_state)
+            h_out.append(h)
+            c_out.append(c)
+            last = index == len(self.layers) - 1
+            p = self.config.dropout_output if last else self.config.dropout_hidden
+            x = locked_dropout(x, p, self.training)
+        return x, (torch.cat(h_out), torch.cat(c_out))
+
+    def _run_layer(self, layer: nn.LSTM, x: Tensor, state: State) -> tuple[Tensor, State]:
+        if not (self.training and self.config.weight_drop > 0):
+            return layer(x, state)
+        dropped = nn.functional.dropout(layer.weight_hh_l0, self.config.weight_drop, True)
+        return functional_call(layer, {"weight_hh_l0": dropped}, (x, state))
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,168 @@
+"""Train a word-level LSTM language model with truncated BPTT and SGD.
+
+    python -m models.train --recipe default --data ../shared/data/ptb --out runs/default
+
+Validates every epoch; ``OUT/best`` keeps the best checkpoint and ``OUT/last`` the
+latest (``--resume OUT/last`` continues from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.nn import functional
+
+from models.checkpoint import Checkpoint, load, save
+from models.config import ModelConfig
+from models.data import batchify, chunks, encode_file, read_lines, split_path
+from models.evaluate import mean_nll
+from models.network import LanguageModel
+from models.normalizer import Normalizer
+from models.presets import RECIPES, Recipe
+from models.progress import Progress
+from models.vocabulary import Vocabulary
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train_epoch(model: LanguageModel, rows: torch.Tensor, recipe: Recipe, lr: float,
+                progress: Progress | None = None) -> float:
+    """One pass over ``rows`` ``[B, N]``; returns the mean training loss (nats/token)."""
+    model.train()
+    state = model.initial_state(rows.shape[0])
+    total, count, steps = 0.0, 0, 0
+    for chunk in chunks(rows, recipe.bptt):
+        state = (state[0].detach(), state[1].detach())
+        logits, state = model(chunk.inputs, state)
+        loss = functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                        chunk.targets.reshape(-1))
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                if parameter.grad is not None:
+                    parameter.add_(parameter.grad, alpha=-lr)
+        total += loss.item() * chunk.targets.numel()
+        count += chunk.targets.numel()
+        steps += 1
+        if progress is not None:
+            progress.update(steps, total / count, count)
+    return total / count
+
+
+def next_lr(recipe: Recipe, lr: float, epoch: int, improved: bool) -> float:
+    if recipe.schedule == "zaremba":
+        return lr / recipe.lr_decay if epoch >= recipe.decay_after_epoch else lr
+    return lr if improved else lr / recipe.lr_decay
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default="default", choices=sorted(RECIPES))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/ptb"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--normalizer", default="ptb", choices=["ptb", "whitespace"])
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--max-time-s", type=float, default=math.inf,
+                        help="stop after this long; the last epochs anneal the rate")
+    parser.add_argument("--anneal-epochs", type=int, default=3,
+                        help="with --max-time-s: decay every epoch once this few remain")
+    parser.add_argument("--resume", type=Path, help="an OUT/last checkpoint to continue")
+    parser.add_argument("--model-id", help="id served by the API (default: OUT's name)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    recipe = RECIPES[args.recipe]
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                 "seed": args.seed}
+    recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(recipe.seed)
+    device = pick_device(args.device)
+    normalizer = Normalizer(kind=args.normalizer, lowercase=args.normalizer == "ptb")
+    start_epoch, lr, best_valid, elapsed_before = 1, recipe.lr, math.inf, 0.0
+    if args.resume:
+        resumed = load(args.resume, device)
+        model, vocabulary = resumed.model, resumed.vocabulary
+        state = resumed.card["training"]
+        start_epoch, lr = state["epochs"] + 1, state["lr"]
+        best_valid, elapsed_before = state["best_valid_nll"], state["seconds"]
+    else:
+        vocabulary = Vocabulary.from_corpus(read_lines(split_path(args.data, "train")))
+        config = ModelConfig(
+            vocab_size=len(vocabulary), embedding_size=recipe.embedding_size,
+            hidden_size=recipe.hidden_size, num_layers=recipe.num_layers, tied=recipe.tied,
+            dropout_input=recipe.dropout_input, dropout_hidden=recipe.dropout_hidden,
+            dropout_output=recipe.dropout_output, weight_drop=recipe.weight_drop)
+        model = LanguageModel(config)
+        model.reset_parameters(recipe.init_range)
+        model.to(device)
+    train_rows = batchify(encode_file(split_path(args.data, "train"), vocabulary),
+                          recipe.batch_size).to(device)
+    valid_stream = encode_file(split_path(args.data, "valid"), vocabulary)
+    model_id = args.model_id or args.out.name
+    started = time.monotonic()
+    print(f"{model_id}: {model.parameter_count():,} parameters, {len(vocabulary):,} words, "
+          f"{train_rows.numel():,} training tokens, device {device}", flush=True)
+    epoch_seconds = 0.0
+    for epoch in range(start_epoch, recipe.epochs + 1):
+        epoch_start = time.monotonic()
+        steps = math.ceil((train_rows.shape[1] - 1) / recipe.bptt)
+        progress = Progress(steps, f"epoch {epoch}/{recipe.epochs} lr {lr:.4g}")
+        train_nll = train_epoch(model, train_rows, recipe, lr, progress)
+        progress.close()
+        valid_nll = mean_nll(model, valid_stream)
+        improved = valid_nll < best_valid
+        seconds = elapsed_before + time.monotonic() - started
+        epoch_seconds = time.monotonic() - epoch_start
+        print(f"epoch {epoch}: train ppl {math.exp(train_nll):.2f} valid ppl "
+              f"{math.exp(valid_nll):.2f} lr {lr:.4g} {epoch_seconds:.0f}s "
+              f"{'(best)' if improved else ''}", flush=True)
+        best_valid = min(best_valid, valid_nll)
+        card = {
+            "training": {
+                "recipe": args.recipe, "hyperparameters": recipe.to_dict(), "epochs": epoch,
+                "lr": lr, "best_valid_nll": best_valid, "seconds": round(seconds, 1),
+                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                "device": str(device), "torch": torch.__version__,
+                "threads": torch.get_num_threads(), "data": str(args.data.name),
+            },
+            "data": {"name": args.data.name, "normalizer": normalizer.kind},
+        }
+        lr = next_lr(recipe, lr, epoch, improved)
+        remaining = args.max_time_s - (time.monotonic() - started)
+        if remaining < args.anneal_epochs * epoch_seconds and improved:
+            lr = lr / recipe.lr_decay  # out of time: anneal now rather than never
+        card["training"]["lr"] = lr
+        checkpoint = Checkpoint(model, vocabulary, normalizer, model_id, card)
+        save(checkpoint, args.out / "last")
+        if improved:
+            card = {**card, "valid_perplexity": round(math.exp(valid_nll), 2)}
+            save(Checkpoint(model, vocabulary, normalizer, model_id, card), args.out / "best")
+        if remaining < epoch_seconds:
+            print(f"time budget reached after epoch {epoch}", flush=True)
+            break
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""All server settings in one place: environment variables ``LSTM_SERVE_*`` and CLI flags.
+
+Nothing else in the code base reads ``os.environ``; tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+class Settings(BaseSettings):
+    """Server configuration; every field is also the CLI flag ``--field-name``."""
+
+    model_config = SettingsConfigDict(env_prefix="LSTM_SERVE_", extra="ignore")
+
+    model_path: Path = Field(DEFAULT_MODEL_PATH, description="checkpoint directory to serve")
+    host: str = Field("127.0.0.1", description="address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="port to listen on")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="inference device")
+    max_batch_size: int = Field(
+        256, ge=1, description="most requests or sessions in one model step; 1 = no batching")
+    max_batch_tokens: int = Field(
+        8192, ge=1, description="most prompt tokens in one prefill step")
+    max_queue: int = Field(1024, ge=1, description="most waiting requests; past it, 429")
+    request_timeout_s: float = Field(30.0, gt=0, description="deadline of one request")
+    session_ttl_s: float = Field(3600.0, gt=0, description="idle lifetime of a session")
+    max_sessions: int = Field(100_000, ge=1, description="most live sessions")
+    session_sweep_interval_s: float = Field(5.0, gt=0, description="how often TTLs are checked")
+    max_text_chars: int = Field(100_000, ge=1, description="longest text in one request")
+    max_body_bytes: int = Field(1_000_000, ge=1, description="largest HTTP request body")
+    max_ws_message_bytes: int = Field(1_000_000, ge=1, description="largest WebSocket message")
+    max_k: int = Field(100, ge=1, description="most predictions one request may ask for")
+    max_tokens: int = Field(1000, ge=1, description="most words one generation may produce")
+    api_keys: str = Field("", description="comma-separated bearer keys; empty = no auth")
+    drain_timeout_s: float = Field(20.0, ge=0, description="grace for in-flight work on SIGTERM")
+    ws_ping_interval_s: float = Field(20.0, gt=0, description="server ping period on streams")
+    ws_send_queue: int = Field(64, ge=1, description="messages buffered per stream before drop")
+    log_json: bool = Field(False, description="log JSON lines (for containers)")
+    log_level: str = Field("info", description="logging level")
+    threads: int = Field(0, ge=0, description="torch CPU threads (0 = torch's default)")
+
+    @field_validator("api_keys")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())
