@@ -40,8 +40,8 @@ def train_epoch(model: LanguageModel, rows: torch.Tensor, recipe: Recipe, lr: fl
     """One pass over ``rows`` ``[B, N]``; returns the mean training loss (nats/token)."""
     model.train()
     state = model.initial_state(rows.shape[0])
-    total, count, steps = 0.0, 0, 0
-    for chunk in chunks(rows, recipe.bptt):
+    total, count = 0.0, 0
+    for steps, chunk in enumerate(chunks(rows, recipe.bptt), start=1):
         state = (state[0].detach(), state[1].detach())
         logits, state = model(chunk.inputs, state)
         loss = functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
@@ -55,7 +55,6 @@ def train_epoch(model: LanguageModel, rows: torch.Tensor, recipe: Recipe, lr: fl
                     parameter.add_(parameter.grad, alpha=-lr)
         total += loss.item() * chunk.targets.numel()
         count += chunk.targets.numel()
-        steps += 1
         if progress is not None:
             progress.update(steps, total / count, count)
     return total / count

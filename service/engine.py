@@ -1,0 +1,376 @@
+"""The engine: a narrow async interface over the inference worker. Knows no HTTP.
+
+Callers (the API, benchmarks, tests) use ``predict``, ``score``, ``generate`` and the
+session methods; each turns text into tokens once, checks it, queues one work item and
+awaits it under the request deadline. Torch runs only on the worker's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import Checkpoint, load
+from service.errors import NotReady, PayloadTooLarge, ServeError, SessionNotFound, Timeout
+from service.generation import GenerationStream
+from service.metrics import Metrics
+from service.results import Prediction, Score, SessionInfo, SessionStep, WordProbability
+from service.runner import ModelRunner, Row, RowResult
+from service.sampling import SamplingParams
+from service.sessions import Session, SessionRegistry
+from service.state_pool import StatePool
+from service.work import DoneEvent, FinishReason, Generation, TokenEvent, WorkItem, WorkKind
+from service.worker import InferenceWorker
+
+log = logging.getLogger(__name__)
+SPECIAL_WORDS = ("<unk>", "<eos>")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model_path: Path
+    device: str = "auto"
+    max_batch_size: int = 256
+    max_batch_tokens: int = 8192
+    max_queue: int = 1024
+    request_timeout_s: float = 30.0
+    session_ttl_s: float = 3600.0
+    max_sessions: int = 100_000
+    session_sweep_interval_s: float = 5.0
+    max_text_chars: int = 100_000
+    initial_pool_slots: int = 1024
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    max_tokens: int = 20
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    seed: int | None = None
+    stop_at_eos: bool = True
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("LSTM_SERVE_DEVICE=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+class Engine:
+    """Owns the checkpoint, the state pool, the sessions and the inference worker."""
+
+    def __init__(self, config: EngineConfig, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.checkpoint: Checkpoint | None = None
+        self.runner: ModelRunner | None = None
+        self.worker: InferenceWorker | None = None
+        self.sessions: SessionRegistry | None = None
+        self.device: torch.device | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._ready = False
+
+    # ---- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load, warm up and start the worker; ``ready`` turns true only after."""
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        self.device = pick_device(self.config.device)
+        self.checkpoint = await asyncio.to_thread(load, self.config.model_path, self.device)
+        self.runner = await asyncio.to_thread(
+            ModelRunner, self.checkpoint, self.device, self.config.initial_pool_slots)
+        await asyncio.to_thread(self._warm_up)
+        self.sessions = SessionRegistry(self.runner.pool, self.config.max_sessions,
+                                        self.config.session_ttl_s)
+        self.worker = InferenceWorker(self.runner, asyncio.get_running_loop(), self.metrics,
+                                      self.config.max_batch_size, self.config.max_batch_tokens,
+                                      self.config.max_queue)
+        self.worker.start()
+        self._sweeper = asyncio.create_task(self._sweep(), name="session-sweeper")
+        self.metrics.queue_capacity.set(self.config.max_queue)
+        self.metrics.sessions_capacity.set(self.config.max_sessions)
+        self.metrics.model_info.labels(self.model_id, self.architecture, str(self.device)).set(1)
+        self._ready = True
+        log.info("engine ready: model %s on %s", self.model_id, self.device)
+
+    async def stop(self) -> None:
+        self._ready = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self.worker is not None:
+            await asyncio.to_thread(self.worker.stop)
+
+    def _warm_up(self) -> None:
+        assert self.runner is not None
+        slots = [self.runner.pool.allocate() for _ in range(4)]
+        for lengths in ([1], [1, 1, 1, 1], [12, 3, 1, 7]):
+            rows = [Row(slots[i], [1] * n, reset=True, top_k=5, token_logprobs=True)
+                    for i, n in enumerate(lengths)]
+            self.runner.step(rows)
+        for slot in slots:
+            self.runner.pool.release(slot)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready and self.worker is not None and self.worker.alive
+
+    def health(self) -> tuple[bool, str]:
+        """(ready, reason) for readiness probes."""
+        if self.worker is None:
+            return False, "model loading"
+        if not self.worker.alive:
+            return False, f"inference worker died: {self.worker.failure!r}"
+        if not self._ready:
+            return False, "engine stopped"
+        return True, "ready"
+
+    @property
+    def model_id(self) -> str:
+        return self.checkpoint.model_id if self.checkpoint else ""
+
+    @property
+    def architecture(self) -> str:
+        return self.checkpoint.model.config.cell if self.checkpoint else ""
+
+    def model_card(self) -> dict[str, Any]:
+        assert self.checkpoint is not None
+        model, card = self.checkpoint.model, self.checkpoint.card
+        config = model.config
+        return {
+            "id": self.model_id, "architecture": config.cell, "cell": config.cell,
+            "layers": config.num_layers, "hidden_size": config.hidden_size,
+            "embedding_size": config.embedding_size, "vocab_size": config.vocab_size,
+            "parameters": model.parameter_count(), "tied_weights": config.tied,
+            "training_data": card.get("data", {}).get("name"),
+            "normalizer": self.checkpoint.normalizer.kind,
+            "valid_perplexity": card.get("valid_perplexity"),
+            "test_perplexity": card.get("test_perplexity"),
+            "device": str(self.device), "dtype": str(model.embedding.weight.dtype).split(".")[-1],
+            "weights_sha256": self.checkpoint.weights_sha256,
+        }
+
+    # ---- text ------------------------------------------------------------------------
+    def encode(self, text: str) -> tuple[list[str], list[int]]:
+        """Normalise ``text`` into (words, ids); raises before any work is queued."""
+        if len(text) > self.config.max_text_chars:
+            raise PayloadTooLarge(
+                f"text has {len(text)} characters; the limit is {self.config.max_text_chars}")
+        checkpoint = self._checkpoint()
+        words = checkpoint.normalizer.words(text, checkpoint.vocabulary)
+        return words, checkpoint.vocabulary.encode(words)
+
+    def _predictions(self, result: RowResult, k: int, skip_special: bool) -> list[WordProbability]:
+        vocabulary = self._checkpoint().vocabulary
+        out = [WordProbability(vocabulary.word(i), lp) for i, lp in result.top]
+        if skip_special:
+            out = [p for p in out if p.word not in SPECIAL_WORDS]
+        return out[:k]
+
+    # ---- stateless -------------------------------------------------------------------
+    async def predict(self, text: str, k: int = 5, skip_special: bool = False) -> Prediction:
+        words, ids = self.encode(text)
+        slot = self._pool().allocate()
+        item = self._item(WorkKind.PREDICT, slot, ids, reset=True,
+                          top_k=k + (len(SPECIAL_WORDS) if skip_special else 0))
+        item.on_finish = lambda _: self._pool().release(slot)
+        result = await self._run(item)
+        return Prediction(words, self._predictions(result, k, skip_special))
+
+    async def score(self, text: str) -> Score:
+        words, ids = self.encode(text)
+        slot = self._pool().allocate()
+        item = self._item(WorkKind.SCORE, slot, ids, reset=True, token_logprobs=True)
+        item.on_finish = lambda _: self._pool().release(slot)
+        result = await self._run(item)
+        return Score(words, result.token_logprobs)
+
+    def generate(self, text: str, request: GenerationRequest) -> GenerationStream:
+        """Start a stateless generation from the sentence start + ``text``."""
+        words, ids = self.encode(text)
+        pool = self._pool()
+        slot = pool.allocate()
+        stream = GenerationStream(words, self._checkpoint().vocabulary, self._cancel, None)
+        stream.on_done(lambda: pool.release(slot))
+        try:
+            self._start_generation(stream, slot, ids, request, reset=True, session=None)
+        except ServeError:
+            pool.release(slot)
+            raise
+        return stream
+
+    # ---- sessions --------------------------------------------------------------------
+    async def create_session(self, text: str = "", k: int = 5, owner: str | None = None,
+                             skip_special: bool = False) -> SessionStep:
+        words, ids = self.encode(text)
+        session = self._registry().create(owner)
+        self.metrics.sessions_created.inc()
+        self._update_session_gauge()
+        try:
+            step = await self._feed(session, ids, words, k, skip_special, reset=True)
+        except BaseException:
+            self._registry().delete(session)
+            self._update_session_gauge()
+            raise
+        return step
+
+    async def feed(self, session_id: str, text: str, k: int = 5, owner: str | None = None,
+                   skip_special: bool = False) -> SessionStep:
+        words, ids = self.encode(text)
+        session = self._registry().get(session_id, owner)
+        return await self._feed(session, ids, words, k, skip_special, reset=False)
+
+    async def reset_session(self, session_id: str, owner: str | None = None) -> SessionInfo:
+        session = self._registry().get(session_id, owner)
+        await self._feed(session, [], [], 0, False, reset=True)
+        return self.session_info(session_id, owner)
+
+    def delete_session(self, session_id: str, owner: str | None = None) -> None:
+        registry = self._registry()
+        registry.delete(registry.get(session_id, owner))
+        self._update_session_gauge()
+
+    def session_info(self, session_id: str, owner: str | None = None) -> SessionInfo:
+        registry = self._registry()
+        session = registry.get(session_id, owner)
+        return SessionInfo(session.id, session.position, session.created_at,
+                           session.last_used_at, registry.expires_at(session))
+
+    def get_session(self, session_id: str, owner: str | None = None) -> Session:
+        return self._registry().get(session_id, owner)
+
+    def generate_in_session(self, session: Session, request: GenerationRequest
+                            ) -> GenerationStream:
+        """Continue ``session`` with generated words; they become part of its history."""
+        registry = self._registry()
+        if session.deleted:
+            raise SessionNotFound(session.id)
+        stream = GenerationStream([], self._checkpoint().vocabulary, self._cancel,
+                                  session.position)
+        registry.begin(session)
+        stream.on_done(lambda: registry.end(session))
+        try:
+            self._start_generation(stream, session.slot, [], request, reset=False,
+                                   session=session)
+        except ServeError:
+            registry.end(session)
+            raise
+        return stream
+
+    async def _feed(self, session: Session, ids: list[int], words: list[str], k: int,
+                    skip_special: bool, reset: bool) -> SessionStep:
+        registry = self._registry()
+        top_k = k + (len(SPECIAL_WORDS) if skip_special and k else 0)
+        item = self._item(WorkKind.RESET if reset and not ids else WorkKind.FEED, session.slot,
+                          ids, reset=reset, top_k=top_k, token_logprobs=bool(ids),
+                          session=session)
+
+        def finish(outcome: Any) -> None:
+            if isinstance(outcome, RowResult):
+                session.position = len(ids) if reset else session.position + len(ids)
+            registry.end(session)
+
+        item.on_finish = finish
+        registry.begin(session)
+        result = await self._run(item)
+        return SessionStep(session.id, session.position, words, sum(result.token_logprobs),
+                           self._predictions(result, k, skip_special))
+
+    # ---- plumbing --------------------------------------------------------------------
+    def _item(self, kind: WorkKind, slot: int, ids: list[int], *, reset: bool = False,
+              top_k: int = 0, token_logprobs: bool = False,
+              session: Session | None = None) -> WorkItem:
+        loop = asyncio.get_running_loop()
+        return WorkItem(kind, slot, ids, time.monotonic() + self.config.request_timeout_s,
+                        future=loop.create_future(), session_key=session, reset=reset,
+                        top_k=top_k, token_logprobs=token_logprobs)
+
+    async def _run(self, item: WorkItem) -> RowResult:
+        worker = self._worker()
+        try:
+            worker.submit(item)
+        except ServeError:
+            if item.on_finish is not None:
+                item.on_finish(None)
+            raise
+        assert item.future is not None
+        remaining = max(0.0, item.deadline - time.monotonic())
+        try:
+            return await asyncio.wait_for(asyncio.shield(item.future), remaining)
+        except TimeoutError:
+            worker.cancel(item)
+            raise Timeout(f"no result within {self.config.request_timeout_s}s") from None
+        except asyncio.CancelledError:
+            worker.cancel(item)
+            raise
+
+    def _start_generation(self, stream: GenerationStream, slot: int, ids: list[int],
+                          request: GenerationRequest, *, reset: bool,
+                          session: Session | None) -> None:
+        seed = request.seed if request.seed is not None else secrets.randbits(63)
+        generator = torch.Generator().manual_seed(seed)
+
+        def emit(event: Any) -> None:
+            if session is not None and isinstance(event, TokenEvent):
+                session.position += 1
+            stream.emit(event)
+
+        generation = Generation(request.sampling, generator, request.max_tokens,
+                                request.stop_at_eos, keep_state=session is not None, emit=emit)
+        item = WorkItem(WorkKind.GENERATE, slot, ids,
+                        time.monotonic() + self.config.request_timeout_s, session_key=session,
+                        reset=reset, generation=generation)
+        stream.item = item
+        if request.max_tokens == 0:
+            stream.emit(DoneEvent(FinishReason.LENGTH))
+            return
+        self._worker().submit(item)
+
+    def _cancel(self, item: WorkItem) -> None:
+        if self.worker is not None:
+            self.worker.cancel(item)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.session_sweep_interval_s)
+            registry = self._registry()
+            for session in registry.expired():
+                registry.delete(session)
+                self.metrics.sessions_expired.inc()
+            self._update_session_gauge()
+
+    def _update_session_gauge(self) -> None:
+        self.metrics.sessions_live.set(len(self._registry()))
+
+    def _checkpoint(self) -> Checkpoint:
+        if self.checkpoint is None:
+            raise NotReady("model not loaded yet")
+        return self.checkpoint
+
+    def _worker(self) -> InferenceWorker:
+        if self.worker is None or not self._ready:
+            raise NotReady("the engine is not running")
+        if not self.worker.alive:
+            raise NotReady("the inference worker died")
+        return self.worker
+
+    def _pool(self) -> StatePool:
+        if self.runner is None:
+            raise NotReady("model not loaded yet")
+        return self.runner.pool
+
+    def _registry(self) -> SessionRegistry:
+        if self.sessions is None:
+            raise NotReady("model not loaded yet")
+        return self.sessions

@@ -1,0 +1,166 @@
+"""The model on its device: one batched step over rows of different lengths.
+
+Runs only on the inference thread. A step gathers the rows' states from the pool,
+runs every layer once over a packed batch (so rows of 1 and 500 tokens share a step),
+scatters the final states back, and decodes only the positions that someone needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from models.checkpoint import Checkpoint
+from service.state_pool import StatePool
+
+DECODE_CHUNK_ROWS = 512
+
+
+@dataclass
+class Row:
+    """One row of a step.
+
+    Attributes:
+        slot: the state slot read and written.
+        tokens: word ids to consume (may be empty).
+        reset: start from the sentence-start state instead of the slot's contents.
+        token_logprobs: return the log-prob of each consumed token.
+        top_k: return the top-k of the next-word distribution (0: none).
+        distribution: return the full next-word log-probs ``[V]`` (for sampling).
+    """
+
+    slot: int
+    tokens: list[int]
+    reset: bool = False
+    token_logprobs: bool = False
+    top_k: int = 0
+    distribution: bool = False
+
+
+@dataclass
+class RowResult:
+    token_logprobs: list[float] = field(default_factory=list)
+    top: list[tuple[int, float]] = field(default_factory=list)
+    distribution: Tensor | None = None
+
+
+class ModelRunner:
+    """Owns the model, the sentence-start state and the state pool."""
+
+    def __init__(self, checkpoint: Checkpoint, device: torch.device, pool_capacity: int) -> None:
+        self.model = checkpoint.model.to(device).eval()
+        self.vocabulary = checkpoint.vocabulary
+        self.device = device
+        config = self.model.config
+        self.pool = StatePool(config.num_layers, config.hidden_size, pool_capacity, device)
+        with torch.inference_mode():
+            eos = torch.tensor([[self.vocabulary.eos_id]], device=device)
+            _, (h, c) = self.model.hidden_states(eos)
+        self.start_h, self.start_c = h, c  # [layers, 1, hidden]
+
+    @torch.inference_mode()
+    def step(self, rows: list[Row]) -> list[RowResult]:
+        """Advance every row; rows must name distinct slots."""
+        self.pool.ensure_capacity()
+        slots = torch.tensor([row.slot for row in rows], device=self.device)
+        h, c = self.pool.gather(slots)
+        resets = [i for i, row in enumerate(rows) if row.reset]
+        if resets:
+            index = torch.tensor(resets, device=self.device)
+            h.index_copy_(1, index, self.start_h.expand(-1, len(resets), -1))
+            c.index_copy_(1, index, self.start_c.expand(-1, len(resets), -1))
+        previous_top = h[-1]  # [B, H]: the output that predicts each row's first token
+        outputs, h, c = self._run_layers(rows, h, c)
+        self.pool.scatter(slots, h, c)
+        return self._decode(rows, previous_top, outputs)
+
+    def _run_layers(self, rows: list[Row], h: Tensor, c: Tensor) -> tuple[Tensor | None, Tensor,
+                                                                            Tensor]:
+        """Outputs ``[B', T, H]`` of the rows with tokens (in row order), and final states."""
+        active = [i for i, row in enumerate(rows) if row.tokens]
+        if not active:
+            return None, h, c
+        lengths = [len(rows[i].tokens) for i in active]
+        longest = max(lengths)
+        padded = torch.zeros(len(active), longest, dtype=torch.long)
+        for j, i in enumerate(active):
+            padded[j, : lengths[j]] = torch.tensor(rows[i].tokens)
+        index = torch.tensor(active, device=self.device)
+        h_act, c_act = h.index_select(1, index), c.index_select(1, index)
+        x = self.model.embedding(padded.to(self.device))
+        packed = longest > 1  # single-token rows (decode steps) skip packing
+        sequence = (pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+                    if packed else x)
+        new_h, new_c = [], []
+        for k, layer in enumerate(self.model.layers):
+            sequence, (lh, lc) = layer(sequence, (h_act[k : k + 1], c_act[k : k + 1]))
+            new_h.append(lh)
+            new_c.append(lc)
+        out = pad_packed_sequence(sequence, batch_first=True)[0] if packed else sequence
+        h = h.index_copy(1, index, torch.cat(new_h))
+        c = c.index_copy(1, index, torch.cat(new_c))
+        return out, h, c
+
+    def _decode(self, rows: list[Row], previous_top: Tensor, outputs: Tensor | None
+                ) -> list[RowResult]:
+        results = [RowResult() for _ in rows]
+        last_vectors: list[Tensor] = []
+        needs_last: list[int] = []
+        scored_hidden: list[Tensor] = []
+        scored_targets: list[int] = []
+        scored_rows: list[tuple[int, int]] = []  # (row index, count)
+        active_position = 0
+        for i, row in enumerate(rows):
+            n = len(row.tokens)
+            if n:
+                row_out = outputs[active_position, :n]  # type: ignore[index]
+                active_position += 1
+                last = row_out[n - 1]
+            else:
+                row_out = previous_top[i : i + 1, :0]
+                last = previous_top[i]
+            if row.token_logprobs and n:
+                scored_hidden.append(torch.cat([previous_top[i : i + 1], row_out[: n - 1]]))
+                scored_targets.extend(row.tokens)
+                scored_rows.append((i, n))
+            if row.top_k or row.distribution:
+                needs_last.append(i)
+                last_vectors.append(last)
+        if scored_hidden:
+            logprobs = self._token_logprobs(torch.cat(scored_hidden), scored_targets)
+            start = 0
+            for i, n in scored_rows:
+                results[i].token_logprobs = logprobs[start : start + n]
+                start += n
+        if needs_last:
+            distributions = torch.log_softmax(self.model.decoder(torch.stack(last_vectors)), -1)
+            self._fill_top(rows, results, needs_last, distributions)
+        return results
+
+    def _fill_top(self, rows: list[Row], results: list[RowResult], needs_last: list[int],
+                  distributions: Tensor) -> None:
+        max_k = max(rows[i].top_k for i in needs_last)
+        if max_k:
+            top_values, top_ids = distributions.topk(min(max_k, distributions.shape[-1]), -1)
+            top_values, top_ids = top_values.cpu().tolist(), top_ids.cpu().tolist()
+        for j, i in enumerate(needs_last):
+            row = rows[i]
+            if row.top_k:
+                results[i].top = list(zip(top_ids[j][: row.top_k], top_values[j][: row.top_k],
+                                          strict=True))
+            if row.distribution:
+                results[i].distribution = distributions[j]
+
+    def _token_logprobs(self, hidden: Tensor, targets: list[int]) -> list[float]:
+        """log p(target_m | hidden_m) for ``hidden`` ``[M, H]``, decoded in chunks."""
+        target = torch.tensor(targets, device=self.device)
+        out: list[float] = []
+        for start in range(0, hidden.shape[0], DECODE_CHUNK_ROWS):
+            block = torch.log_softmax(self.model.decoder(hidden[start : start + DECODE_CHUNK_ROWS]),
+                                      -1)
+            picked = block.gather(1, target[start : start + DECODE_CHUNK_ROWS, None]).squeeze(1)
+            out.extend(picked.cpu().tolist())
+        return out

@@ -1,0 +1,99 @@
+"""Live sessions: id -> (state slot, position, owner, timestamps). Event-loop side only.
+
+A session's recurrent state lives in the ``StatePool`` slot it owns; this registry
+only keeps the few fields around it, so a live session costs its state plus about a
+hundred bytes of Python.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from service.errors import Overloaded, SessionBusy, SessionNotFound
+from service.state_pool import StatePool
+
+
+@dataclass(eq=False, slots=True)
+class Session:
+    id: str
+    slot: int
+    owner: str | None
+    created_at: float  # unix seconds
+    last_used_at: float  # unix seconds
+    position: int = 0
+    inflight: int = 0  # queued or running work items that use the slot
+    deleted: bool = False
+    streaming: bool = False  # a live WebSocket is attached
+
+
+class SessionRegistry:
+    """Creates, finds and retires sessions; owns their slots in the pool."""
+
+    def __init__(self, pool: StatePool, max_sessions: int, ttl_s: float) -> None:
+        self.pool = pool
+        self.max_sessions = max_sessions
+        self.ttl_s = ttl_s
+        self._sessions: dict[str, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
+
+    def create(self, owner: str | None) -> Session:
+        if len(self._sessions) >= self.max_sessions:
+            raise Overloaded(f"session capacity full ({self.max_sessions} live)")
+        now = time.time()
+        session = Session(secrets.token_urlsafe(24), self.pool.allocate(), owner, now, now)
+        self._sessions[session.id] = session
+        return session
+
+    def get(self, session_id: str, owner: str | None) -> Session:
+        """The caller's session; another key's session is reported as not found."""
+        session = self._sessions.get(session_id)
+        if session is None or session.owner != owner:
+            raise SessionNotFound(session_id)
+        return session
+
+    def expires_at(self, session: Session) -> float:
+        return session.last_used_at + self.ttl_s
+
+    def begin(self, session: Session) -> None:
+        """A work item for ``session`` was queued."""
+        session.inflight += 1
+        session.last_used_at = time.time()
+
+    def end(self, session: Session) -> None:
+        session.inflight -= 1
+        session.last_used_at = time.time()
+        if session.deleted and session.inflight == 0:
+            self.pool.release(session.slot)
+
+    def delete(self, session: Session) -> None:
+        if session.deleted:
+            return
+        session.deleted = True
+        self._sessions.pop(session.id, None)
+        if session.inflight == 0:
+            self.pool.release(session.slot)
+
+    def attach(self, session: Session) -> None:
+        if session.streaming:
+            raise SessionBusy(f"session {session.id!r} already has a live stream")
+        session.streaming = True
+
+    def detach(self, session: Session) -> None:
+        session.streaming = False
+        session.last_used_at = time.time()
+
+    def expired(self, now: float | None = None) -> list[Session]:
+        """Idle sessions past their TTL (a session with a live stream or work never expires)."""
+        now = time.time() if now is None else now
+        return [
+            s for s in self._sessions.values()
+            if not s.streaming and s.inflight == 0 and s.last_used_at + self.ttl_s < now
+        ]

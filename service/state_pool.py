@@ -1,0 +1,76 @@
+"""Preallocated recurrent state for every session: ``h``/``c`` ``[layers, capacity, hidden]``.
+
+A session owns one slot (a column index); batches gather and scatter by slot index, so
+there are no per-session tensors. Slot bookkeeping (``allocate``/``release``) runs on
+the event loop; the tensors themselves are touched only by the inference thread, which
+grows them (``ensure_capacity``) before using a new slot.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class StatePool:
+    """Fixed-size state slots that grow by ``growth`` when full."""
+
+    def __init__(self, layers: int, hidden: int, capacity: int, device: torch.device,
+                 dtype: torch.dtype = torch.float32, growth: float = 1.5) -> None:
+        self.layers = layers
+        self.hidden = hidden
+        self.device = device
+        self.dtype = dtype
+        self.growth = growth
+        self.h = torch.zeros(layers, capacity, hidden, device=device, dtype=dtype)
+        self.c = torch.zeros_like(self.h)
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
+        self._reserved = capacity  # slots handed out or free; tensors may lag behind
+        self.in_use = 0
+
+    @property
+    def capacity(self) -> int:
+        return int(self.h.shape[1])
+
+    @property
+    def bytes_per_slot(self) -> int:
+        return 2 * self.layers * self.hidden * self.h.element_size()
+
+    def allocate(self) -> int:
+        """A free slot index; reserves more slots when none is free (event loop side)."""
+        if not self._free:
+            new_total = max(self._reserved + 1, int(self._reserved * self.growth))
+            self._free = list(range(new_total - 1, self._reserved - 1, -1))
+            self._reserved = new_total
+        self.in_use += 1
+        return self._free.pop()
+
+    def release(self, slot: int) -> None:
+        self.in_use -= 1
+        self._free.append(slot)
+
+    def ensure_capacity(self) -> None:
+        """Grow the tensors to cover every reserved slot (inference thread only)."""
+        if self._reserved <= self.capacity:
+            return
+        extra = self._reserved - self.capacity
+        pad = torch.zeros(self.layers, extra, self.hidden, device=self.device, dtype=self.dtype)
+        self.h = torch.cat([self.h, pad], dim=1)
+        self.c = torch.cat([self.c, pad], dim=1)
+
+    def gather(self, slots: Tensor) -> tuple[Tensor, Tensor]:
+        """States of ``slots`` ``[B]`` (int64, on device) as ``[layers, B, hidden]`` copies."""
+        return self.h.index_select(1, slots), self.c.index_select(1, slots)
+
+    def scatter(self, slots: Tensor, h: Tensor, c: Tensor) -> None:
+        """Write ``h``/``c`` ``[layers, B, hidden]`` back to ``slots`` (no duplicates)."""
+        self.h.index_copy_(1, slots, h)
+        self.c.index_copy_(1, slots, c)
+
+    def read(self, slot: int) -> tuple[Tensor, Tensor]:
+        """One slot's state ``[layers, hidden]`` each, copied to the CPU."""
+        return self.h[:, slot].cpu().clone(), self.c[:, slot].cpu().clone()
+
+    def write(self, slot: int, h: Tensor, c: Tensor) -> None:
+        self.h[:, slot] = h.to(self.device, self.dtype)
+        self.c[:, slot] = c.to(self.device, self.dtype)
