@@ -41,6 +41,7 @@ class RunConfig:
     seed: int = 0
     max_inflight: int = 10_000
     processes: int = 1
+    phase_s: float = 0.0  # open loop: offset of this worker's first arrival
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -98,6 +99,8 @@ class RunConfig:
             max_inflight=max(1, self.max_inflight // parts),
             seed=self.seed * 1000 + index,
             processes=1,
+            # Worker i sends at i/R, i/R + K/R, ...: together a uniform schedule at rate R.
+            phase_s=0.0 if self.rate is None else index / self.rate,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -25,8 +25,12 @@ from bench.wsclient import WsError, WsStream
 
 SETUP_PARALLELISM = 32
 # Which key a successful answer must carry; a 2xx without it is a contract violation.
-REQUIRED_KEY = {"predict": "predictions", "score": "logprob", "feed": "predictions",
-                "session_create": "session_id"}
+REQUIRED_KEY = {
+    "predict": "predictions",
+    "score": "logprob",
+    "feed": "predictions",
+    "session_create": "session_id",
+}
 
 
 @dataclass
@@ -67,8 +71,14 @@ def error_code(response: httpx.Response) -> str:
         return f"http_{response.status_code}"
 
 
-async def timed_http(ctx: Context, op: str, scheduled: float, method: str, path: str,
-                     body: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, str]:
+async def timed_http(
+    ctx: Context,
+    op: str,
+    scheduled: float,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any] | None, str]:
     """One request, recorded under ``op``: (JSON answer, "") on success, else (None, code)."""
     started = ctx.rel(scheduled)
     try:
@@ -108,8 +118,9 @@ async def ensure_session(ctx: Context, slot: int) -> str | None:
     async with ctx.locks[slot]:
         if ctx.sessions[slot] is None:
             start = time.perf_counter()
-            answer, _ = await timed_http(ctx, "session_create", start, "POST", "/v1/sessions",
-                                         {"k": ctx.config.k})
+            answer, _ = await timed_http(
+                ctx, "session_create", start, "POST", "/v1/sessions", {"k": ctx.config.k}
+            )
             ctx.sessions[slot] = None if answer is None else str(answer["session_id"])
         return ctx.sessions[slot]
 
@@ -129,46 +140,64 @@ async def op_feed(ctx: Context, slot: int, scheduled: float) -> None:
 async def op_generate(ctx: Context, slot: int, scheduled: float) -> None:
     """Streamed generation: latency to the final event, time to first word, words/s."""
     cfg = ctx.config
-    body = {"text": ctx.texts.prefix(), "max_tokens": cfg.max_tokens,
-            "temperature": cfg.temperature, "seed": ctx.texts.seed(), "stream": True}
+    body = {
+        "text": ctx.texts.prefix(),
+        "max_tokens": cfg.max_tokens,
+        "temperature": cfg.temperature,
+        "seed": ctx.texts.seed(),
+        "stream": True,
+    }
     started = ctx.rel(scheduled)
-    first: float | None = None
-    words = 0
     try:
-        async with ctx.client.stream("POST", "/v1/generate", json=body) as response:
-            if response.status_code >= 400:
-                await response.aread()
-                ctx.recorder.error("generate", started, error_code(response),
-                                   response.status_code)
-                return
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                event = json.loads(line[5:])
-                if "error" in event:
-                    code = str(event["error"].get("code", "client:protocol"))
-                    ctx.recorder.error("generate", started, code, response.status_code)
-                    return
-                if "finish_reason" in event:
-                    break
-                if "word" in event:
-                    words += 1
-                    first = first if first is not None else time.perf_counter()
-            else:
-                ctx.recorder.error("generate", started, "client:truncated_stream",
-                                   response.status_code)
-                return
+        result = await asyncio.wait_for(_read_stream(ctx, body), cfg.timeout_s)
     except asyncio.CancelledError:
         ctx.recorder.error("generate", started, "client:unfinished")
         raise
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, ValueError, asyncio.TimeoutError) as exc:
         ctx.recorder.error("generate", started, client_code(exc))
         return
-    end = time.perf_counter()
+    if not isinstance(result, StreamOutcome):
+        ctx.recorder.error("generate", started, *result)
+        return
+    words, first, end = result
     ttft = None if first is None else first - scheduled
     wps = (words - 1) / (end - first) if first is not None and words > 1 and end > first else None
-    ctx.recorder.ok("generate", started, end - scheduled, tokens=words, ttft_s=ttft,
-                    stream_wps=wps)
+    ctx.recorder.ok("generate", started, end - scheduled, tokens=words, ttft_s=ttft, stream_wps=wps)
+
+
+class StreamOutcome(NamedTuple):
+    """A finished stream: words received, when the first came and when the last event did."""
+
+    words: int
+    first: float | None
+    end: float
+
+
+async def _read_stream(ctx: Context, body: dict[str, Any]) -> StreamOutcome | tuple[str, int]:
+    """Read one SSE answer: its :class:`StreamOutcome`, or (error code, HTTP status).
+
+    Bounded as a whole by the caller, since httpx's timeout is per read and a stream that
+    trickles one word every few seconds would otherwise never time out.
+    """
+    first: float | None = None
+    words = 0
+    async with ctx.client.stream("POST", "/v1/generate", json=body) as response:
+        status = response.status_code
+        if status >= 400:
+            await response.aread()
+            return error_code(response), status
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            event = json.loads(line[5:])
+            if "error" in event:
+                return str(event["error"].get("code", "client:protocol")), status
+            if "finish_reason" in event:
+                return StreamOutcome(words, first, time.perf_counter())
+            if "word" in event:
+                words += 1
+                first = first if first is not None else time.perf_counter()
+    return "client:truncated_stream", status
 
 
 async def ensure_stream(ctx: Context, slot: int) -> WsStream | None:
@@ -213,8 +242,13 @@ async def op_ws(ctx: Context, slot: int, scheduled: float) -> None:
 
 
 Op = Callable[[Context, int, float], Awaitable[None]]
-OPS: dict[str, Op] = {"predict": op_predict, "score": op_score, "feed": op_feed,
-                      "generate": op_generate, "ws": op_ws}
+OPS: dict[str, Op] = {
+    "predict": op_predict,
+    "score": op_score,
+    "feed": op_feed,
+    "generate": op_generate,
+    "ws": op_ws,
+}
 
 
 def make_op(config: RunConfig) -> Op:

@@ -66,17 +66,25 @@ class OpRecord:
         self.errors_by_status.update(other.errors_by_status)
 
     def to_raw(self) -> dict[str, Any]:
-        return {"latencies_s": self.latencies_s, "ttft_s": self.ttft_s,
-                "stream_wps": self.stream_wps, "tokens": self.tokens,
-                "errors_by_code": dict(self.errors_by_code),
-                "errors_by_status": {str(k): v for k, v in self.errors_by_status.items()}}
+        return {
+            "latencies_s": self.latencies_s,
+            "ttft_s": self.ttft_s,
+            "stream_wps": self.stream_wps,
+            "tokens": self.tokens,
+            "errors_by_code": dict(self.errors_by_code),
+            "errors_by_status": {str(k): v for k, v in self.errors_by_status.items()},
+        }
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any]) -> OpRecord:
-        return cls(list(raw["latencies_s"]), list(raw["ttft_s"]), list(raw["stream_wps"]),
-                   int(raw["tokens"]),
-                   Counter(raw["errors_by_code"]),
-                   Counter({int(k): v for k, v in raw["errors_by_status"].items()}))
+        return cls(
+            list(raw["latencies_s"]),
+            list(raw["ttft_s"]),
+            list(raw["stream_wps"]),
+            int(raw["tokens"]),
+            Counter(raw["errors_by_code"]),
+            Counter({int(k): v for k, v in raw["errors_by_status"].items()}),
+        )
 
 
 class Recorder:
@@ -102,8 +110,15 @@ class Recorder:
             return False
         return True
 
-    def ok(self, op: str, started_rel_s: float, latency_s: float, tokens: int = 0,
-           ttft_s: float | None = None, stream_wps: float | None = None) -> None:
+    def ok(
+        self,
+        op: str,
+        started_rel_s: float,
+        latency_s: float,
+        tokens: int = 0,
+        ttft_s: float | None = None,
+        stream_wps: float | None = None,
+    ) -> None:
         """A success; ``latency_s`` runs from the *scheduled* start (open loop) or the send.
 
         ``tokens``, ``ttft_s`` (time to first word) and ``stream_wps`` (one stream's words
@@ -133,8 +148,10 @@ class Recorder:
             self._op(op).merge(record)
 
     def to_raw(self) -> dict[str, Any]:
-        return {"skipped_warmup": self.skipped_warmup,
-                "ops": {op: record.to_raw() for op, record in self.ops.items()}}
+        return {
+            "skipped_warmup": self.skipped_warmup,
+            "ops": {op: record.to_raw() for op, record in self.ops.items()},
+        }
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any]) -> Recorder:
@@ -152,14 +169,17 @@ class Recorder:
         return out
 
 
-def summarize_op(record: OpRecord, window_s: float) -> dict[str, Any]:
-    """JSON-ready summary of one operation over a measurement window of ``window_s``."""
+def summarize_op(record: OpRecord, window_s: float, setup: bool = False) -> dict[str, Any]:
+    """JSON-ready summary of one operation over a measurement window of ``window_s``.
+
+    ``setup`` operations mostly ran before the window, so they get no throughput.
+    """
     ok = len(record.latencies_s)
     window = window_s if window_s > 0 else math.nan
     out: dict[str, Any] = {
         "ok": ok,
         "errors": record.errors,
-        "throughput_rps": ok / window,
+        "throughput_rps": None if setup else ok / window,
         "latency_ms": latency_summary_ms(record.latencies_s),
         "errors_by_code": dict(sorted(record.errors_by_code.items())),
         "errors_by_status": {str(k): v for k, v in sorted(record.errors_by_status.items())},
@@ -178,6 +198,8 @@ def summarize_op(record: OpRecord, window_s: float) -> dict[str, Any]:
 
 def summarize(recorder: Recorder, window_s: float) -> dict[str, dict[str, Any]]:
     """Per-operation summaries plus the ``total`` row of the operations under test."""
-    out = {op: summarize_op(rec, window_s) for op, rec in sorted(recorder.ops.items())}
+    out = {
+        op: summarize_op(rec, window_s, op in SETUP_OPS) for op, rec in sorted(recorder.ops.items())
+    }
     out[TOTAL] = summarize_op(recorder.total(), window_s)
     return out

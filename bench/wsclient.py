@@ -47,8 +47,14 @@ class WsStream:
     async def open(cls, url: str, headers: dict[str, str], timeout_s: float) -> WsStream:
         """Connect and wait for ``ready``; raise :class:`WsError` on any refusal."""
         try:
-            conn = await connect(url, additional_headers=headers, open_timeout=timeout_s,
-                                 compression=None, proxy=None, max_queue=None)
+            conn = await connect(
+                url,
+                additional_headers=headers,
+                open_timeout=timeout_s,
+                compression=None,
+                proxy=None,
+                max_queue=None,
+            )
         except InvalidStatus as exc:
             status = exc.response.status_code
             raise WsError(_error_code(exc.response.body) or f"http_{status}", status) from exc

@@ -1,0 +1,98 @@
+"""The network's invariants: fused equals reference, steps equal sequences, rows independent."""
+
+from __future__ import annotations
+
+import torch
+
+from models.config import ModelConfig
+from models.network import LanguageModel
+from models.reference_cell import lstm_sequence
+
+
+def _model(seed: int = 0, **kwargs: object) -> LanguageModel:
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=50, embedding_size=12, hidden_size=12, num_layers=2,
+                         **kwargs)  # type: ignore[arg-type]
+    return LanguageModel(config).eval()
+
+
+def test_reference_cell_equals_fused_lstm() -> None:
+    torch.manual_seed(1)
+    layer = torch.nn.LSTM(7, 5, batch_first=True)
+    x = torch.randn(3, 9, 7)
+    h0, c0 = torch.randn(1, 3, 5), torch.randn(1, 3, 5)
+    fused_out, (fused_h, fused_c) = layer(x, (h0, c0))
+    weights = (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
+    ref_out, ref_h, ref_c = lstm_sequence(x, h0[0], c0[0], weights)
+    torch.testing.assert_close(ref_out, fused_out, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ref_h, fused_h[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(ref_c, fused_c[0], atol=1e-6, rtol=1e-5)
+
+
+def test_reference_cell_gate_order_matters() -> None:
+    """Swapping two gates' rows changes the result, so the equality above is meaningful."""
+    torch.manual_seed(2)
+    layer = torch.nn.LSTM(4, 3, batch_first=True)
+    x, h0, c0 = torch.randn(2, 5, 4), torch.zeros(2, 3), torch.zeros(2, 3)
+    w_ih = layer.weight_ih_l0.detach().clone()
+    w_ih[[0, 1, 2, 3, 4, 5]] = w_ih[[3, 4, 5, 0, 1, 2]]  # swap input and forget gate
+    weights = (w_ih, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
+    swapped, _, _ = lstm_sequence(x, h0, c0, weights)
+    fused, _ = layer(x, (h0[None], c0[None]))
+    assert not torch.allclose(swapped, fused, atol=1e-4)
+
+
+def test_step_by_step_equals_whole_sequence() -> None:
+    model = _model()
+    tokens = torch.randint(0, 50, (3, 11))
+    with torch.no_grad():
+        whole, whole_state = model(tokens)
+        state = model.initial_state(3)
+        steps = []
+        for t in range(tokens.shape[1]):
+            logits, state = model(tokens[:, t : t + 1], state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state[0], whole_state[0], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(state[1], whole_state[1], atol=1e-6, rtol=1e-5)
+
+
+def test_batched_rows_equal_rows_alone() -> None:
+    model = _model(seed=3)
+    tokens = torch.randint(0, 50, (4, 8))
+    h0, c0 = torch.randn(2, 4, 12), torch.randn(2, 4, 12)
+    with torch.no_grad():
+        batched, (bh, bc) = model(tokens, (h0, c0))
+        for row in range(4):
+            alone, (ah, ac) = model(tokens[row : row + 1],
+                                    (h0[:, row : row + 1], c0[:, row : row + 1]))
+            torch.testing.assert_close(alone[0], batched[row], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(ah[:, 0], bh[:, row], atol=1e-6, rtol=1e-5)
+
+
+def test_shapes_and_tied_weights() -> None:
+    model = _model(tied=True)
+    logits, (h, c) = model(torch.zeros(2, 5, dtype=torch.long))
+    assert logits.shape == (2, 5, 50)
+    assert h.shape == c.shape == (2, 2, 12)
+    assert model.decoder.weight is model.embedding.weight
+
+
+def test_dropout_only_in_training() -> None:
+    model = _model(dropout_input=0.5, dropout_hidden=0.5, dropout_output=0.5, weight_drop=0.5)
+    tokens = torch.randint(0, 50, (2, 6))
+    with torch.no_grad():
+        first, _ = model(tokens)
+        second, _ = model(tokens)
+        torch.testing.assert_close(first, second)
+        model.train()
+        noisy, _ = model(tokens)
+    assert not torch.allclose(noisy, first)
+
+
+def test_weight_drop_keeps_gradient_to_recurrent_weights() -> None:
+    model = _model(weight_drop=0.3).train()
+    logits, _ = model(torch.randint(0, 50, (2, 6)))
+    logits.sum().backward()
+    grad = model.layers[0].weight_hh_l0.grad
+    assert grad is not None and grad.abs().sum() > 0
