@@ -10,6 +10,7 @@ server (or client) that falls behind shows as latency instead of silently sendin
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import time
@@ -50,23 +51,27 @@ def arrival_offsets(rate: float, arrival: str, seed: int, phase_s: float = 0.0) 
     """
     rng = random.Random(seed)
     t = phase_s
-    while True:
+    for index in itertools.count():
         yield t
-        t += 1.0 / rate if arrival == "uniform" else rng.expovariate(rate)
+        # Uniform times are computed, not summed, so float error cannot add an arrival.
+        t = phase_s + (index + 1) / rate if arrival == "uniform" else t + rng.expovariate(rate)
 
 
 async def finish(tasks: set[asyncio.Task[None]], deadline: float | None) -> None:
     """Wait for ``tasks`` until ``deadline`` (``perf_counter``), then cancel the rest.
 
     Cancelled operations record ``client:unfinished``: work the server never completed
-    within the run plus its grace period.
+    within the run plus its grace period. A task that *failed* is a bug in the load
+    generator, not a server error: it is raised rather than lost.
     """
     if tasks:
         timeout = None if deadline is None else max(0.0, deadline - time.perf_counter())
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            task.result()
 
 
 async def closed_loop(ctx: Context, op: Op, stop_at: float, budget: Budget) -> None:
@@ -84,32 +89,79 @@ async def closed_loop(ctx: Context, op: Op, stop_at: float, budget: Budget) -> N
     await finish(tasks, None if math.isinf(stop_at) else stop_at + cfg.grace_s)
 
 
-async def open_loop(ctx: Context, op: Op, stop_at: float, budget: Budget) -> list[float]:
-    """Send on the fixed schedule until ``stop_at`` or the budget; return each send's lag.
+def gated(ctx: Context, op: Op, gate: asyncio.Semaphore | None, op_name: str) -> Op:
+    """``op`` behind a FIFO gate of ``concurrency`` slots (``None``: no gate).
+
+    Open-loop arrivals beyond the pool wait here, in O(1) per request, rather than inside
+    httpx's connection pool, whose wait list costs O(n) per event and would make the
+    client the bottleneck under overload. The wait is still part of the latency, which
+    runs from the scheduled time.
+    """
+    if gate is None:
+        return op
+
+    async def run(ctx: Context, slot: int, scheduled: float) -> None:
+        try:
+            await gate.acquire()
+        except asyncio.CancelledError:
+            ctx.recorder.error(op_name, ctx.rel(scheduled), "client:unfinished")
+            raise
+        try:
+            await op(ctx, slot, scheduled)
+        finally:
+            gate.release()
+
+    return run
+
+
+async def open_loop(
+    ctx: Context, op: Op, stop_at: float, budget: Budget
+) -> tuple[list[float], int]:
+    """Send on the fixed schedule until ``stop_at`` or the budget: (each send's lag, sent).
 
     The lag (actual minus scheduled send time) measures the client itself: if it grows,
     this process cannot keep up with the schedule and more ``--processes`` are needed.
+    Arrivals still unsent when the clock passes ``stop_at`` count as ``client:not_sent``,
+    so a lagging client cannot stretch the run or hide the arrivals it never made.
     """
     cfg = ctx.config
     assert cfg.rate is not None
     inflight: set[asyncio.Task[None]] = set()
     lags: list[float] = []
+    sent = 0
     op_name = PRIMARY_OP.get(cfg.scenario, cfg.scenario)
+    # WebSocket feeds pipeline on their session's socket; HTTP requests share a pool.
+    gate = None if cfg.scenario == "ws" else asyncio.Semaphore(cfg.concurrency)
+    send = gated(ctx, op, gate, op_name)
+    failures: list[BaseException] = []
+
+    def settle(task: asyncio.Task[None]) -> None:
+        inflight.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            failures.append(error)
+
     for index, offset in enumerate(arrival_offsets(cfg.rate, cfg.arrival, cfg.seed, cfg.phase_s)):
         scheduled = ctx.t0 + offset
         if scheduled >= stop_at or not budget.take():
             break
+        if time.perf_counter() >= stop_at:
+            ctx.recorder.error(op_name, ctx.rel(scheduled), "client:not_sent")
+            continue
         delay = scheduled - time.perf_counter()
         await asyncio.sleep(max(0.0, delay))  # sleep(0) still lets answers be processed
         lags.append(time.perf_counter() - scheduled)
         if len(inflight) >= cfg.max_inflight:
             ctx.recorder.error(op_name, ctx.rel(scheduled), "client:backlog")
             continue
-        task = asyncio.ensure_future(op(ctx, index % cfg.concurrency, scheduled))
+        task = asyncio.ensure_future(send(ctx, index % cfg.concurrency, scheduled))
         inflight.add(task)
-        task.add_done_callback(inflight.discard)
+        task.add_done_callback(settle)
+        sent += 1
     await finish(set(inflight), time.perf_counter() + cfg.grace_s)
-    return lags
+    if failures:
+        raise failures[0]
+    return lags, sent
 
 
 def http_client(cfg: RunConfig) -> httpx.AsyncClient:
@@ -146,10 +198,12 @@ async def run_worker(cfg: RunConfig, sync: Callable[[], Any] | None = None) -> d
         budget = Budget(cfg.requests)
         op = make_op(cfg)
         lags: list[float] = []
+        sent = 0
         if cfg.open_loop:
-            lags = await open_loop(ctx, op, stop_at, budget)
+            lags, sent = await open_loop(ctx, op, stop_at, budget)
         else:
             await closed_loop(ctx, op, stop_at, budget)
+            sent = budget.taken
         end = time.perf_counter()
         cpu_s = time.process_time() - cpu0
         await teardown(ctx, min(cfg.grace_s, TEARDOWN_TIMEOUT_S))
@@ -161,5 +215,5 @@ async def run_worker(cfg: RunConfig, sync: Callable[[], Any] | None = None) -> d
         "cpu_s": cpu_s,
         "wall_s": end - ctx.t0,
         "lags_s": lags,
-        "dispatched": budget.taken,
+        "dispatched": sent,
     }

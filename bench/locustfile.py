@@ -123,7 +123,9 @@ class StreamUser(User):
         self.texts = TextSource(next(_seeds))
         self.conn: ClientConnection | None = None
         self.ids = itertools.count()
-        url = self.host.replace("http", "ws", 1).rstrip("/") + "/v1/stream"
+        url = (self.host or "http://127.0.0.1:8000").replace("http", "ws", 1).rstrip(
+            "/"
+        ) + "/v1/stream"
         start = time.perf_counter()
         try:
             stack = contextlib.ExitStack()  # connect() is meant as a context manager

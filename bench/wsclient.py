@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 
 class WsError(Exception):
@@ -27,7 +27,7 @@ class WsError(Exception):
         self.status = status
 
 
-def _error_code(body: bytes | None) -> str | None:
+def _error_code(body: bytes | bytearray | None) -> str | None:
     with contextlib.suppress(ValueError, TypeError, AttributeError, KeyError):
         return str(json.loads(body or b"")["error"]["code"])
     return None
@@ -58,7 +58,7 @@ class WsStream:
         except InvalidStatus as exc:
             status = exc.response.status_code
             raise WsError(_error_code(exc.response.body) or f"http_{status}", status) from exc
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (OSError, asyncio.TimeoutError, WebSocketException) as exc:
             raise WsError("client:connect", 0, repr(exc)) from exc
         try:
             first = json.loads(await asyncio.wait_for(conn.recv(), timeout_s))
@@ -77,9 +77,12 @@ class WsStream:
                 message = json.loads(raw)
                 if message.get("type") not in ("predictions", "error"):
                     continue  # ready after reset, pings handled by the library, etc.
-                future = self._pending.pop(str(message.get("id")), None)
-                if future is None and self._pending:
+                if message.get("id") is not None:  # an answer to a timed-out request is dropped
+                    future = self._pending.pop(str(message["id"]), None)
+                elif self._pending:  # no id echoed: the session answers in order
                     future = self._pending.popitem(last=False)[1]
+                else:
+                    continue
                 if future is not None and not future.done():
                     future.set_result(message)
         except (ConnectionClosed, ValueError) as exc:

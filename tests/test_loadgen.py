@@ -89,7 +89,8 @@ def run_against(handler: Handler, **fields: Any) -> tuple[dict[str, Any], TinySe
     async def go() -> tuple[dict[str, Any], TinyServer]:
         async with TinyServer(handler) as server:
             cfg = RunConfig(
-                url=f"http://127.0.0.1:{server.port}", grace_s=5.0, timeout_s=5.0, **fields
+                **{"grace_s": 5.0, "timeout_s": 5.0, **fields},
+                url=f"http://127.0.0.1:{server.port}",
             )
             return merge(cfg, [await run_worker(cfg)]), server
 
@@ -173,6 +174,21 @@ def test_open_loop_latency_includes_queueing_behind_a_slow_server() -> None:
     assert lat["max"] > 450.0  # the 12th: scheduled at 0.55 s, served by ~1.2 s
     closed, _ = run_against(slow, scenario="predict", concurrency=1, requests=4)
     assert closed["ops"]["predict"]["latency_ms"]["max"] < 300.0
+
+
+def test_hard_stop_cancels_outstanding_requests_as_unfinished() -> None:
+    async def stuck(method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
+        await asyncio.sleep(10.0)
+        return ok_json({"predictions": []})
+
+    started = time.monotonic()
+    bounds = {"duration_s": 0.3, "grace_s": 0.3}
+    closed, _ = run_against(stuck, scenario="predict", concurrency=2, **bounds)
+    opened, _ = run_against(stuck, scenario="score", rate=20.0, concurrency=4, **bounds)
+    assert time.monotonic() - started < 5.0
+    assert closed["ops"]["predict"]["errors_by_code"] == {"client:unfinished": 2}
+    assert opened["dispatched"] == 6
+    assert opened["ops"]["score"]["errors_by_code"] == {"client:unfinished": 6}
 
 
 def test_errors_are_counted_by_contract_code_and_status() -> None:

@@ -1,0 +1,1 @@
+"""The HTTP and WebSocket layer: the only package that knows FastAPI."""

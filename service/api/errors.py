@@ -1,0 +1,101 @@
+"""The one table from typed errors to HTTP status, and handlers that give every error —
+FastAPI's own 404/405/422 and malformed JSON included — the contract's one shape."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import errors
+from service.api.schemas import ErrorResponse
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.ServeError], int] = {
+    errors.InvalidRequest: 422,
+    errors.Unauthorized: 401,
+    errors.SessionNotFound: 404,
+    errors.SessionBusy: 409,
+    errors.SessionIncompatible: 409,
+    errors.PayloadTooLarge: 413,
+    errors.Overloaded: 429,
+    errors.NotReady: 503,
+    errors.Timeout: 504,
+}
+_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
+                    401: "unauthorized", 503: "not_ready"}
+
+
+def status_of(error: errors.ServeError) -> int:
+    return STATUS.get(type(error), 500)
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def error_response(error: errors.ServeError, request: Request | None = None) -> JSONResponse:
+    headers = {}
+    if isinstance(error, errors.Overloaded):
+        headers["Retry-After"] = str(error.retry_after_s)
+    if isinstance(error, errors.Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    code = error.code if type(error) in STATUS else "internal"
+    message = error.message if type(error) in STATUS else "internal error"
+    details = error.details if type(error) in STATUS else None
+    return JSONResponse(error_body(code, message, details), status_of(error), headers=headers)
+
+
+def responses(*kinds: type[errors.ServeError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the errors a route can return."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for kind in (errors.InvalidRequest, *kinds):
+        out[STATUS[kind]] = {"model": ErrorResponse, "description": kind.__doc__ or kind.code}
+    return out
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+        for e in exc.errors()
+    ]
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers; no response ever carries a stack trace."""
+
+    @app.exception_handler(errors.ServeError)
+    async def _serve_error(request: Request, exc: errors.ServeError) -> JSONResponse:
+        request.state.error_code = exc.code
+        return error_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        request.state.error_code = "invalid_request"
+        details = _validation_details(exc)
+        first = details[0] if details else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(part) for part in first["loc"][1:]) or "body"
+        if first.get("type") == "json_invalid":
+            where, first["msg"] = "body", "malformed JSON"
+        return JSONResponse(error_body("invalid_request", f"{where}: {first['msg']}", details), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if getattr(request.state, "body_too_large", False):
+            request.state.error_code = "payload_too_large"
+            return JSONResponse(error_body("payload_too_large", "request body too large"), 413)
+        code = _FRAMEWORK_CODES.get(exc.status_code, "invalid_request")
+        request.state.error_code = code
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        request.state.error_code = "internal"
+        return JSONResponse(error_body("internal", "internal error"), 500)

@@ -1,0 +1,209 @@
+"""``WS /v1/stream``: per-session stateful streaming (the protocol of ../shared/API.md).
+
+The receive loop answers ``cancel`` at once and queues every other message for one
+per-connection task, so answers keep the messages' order and a running ``generate``
+can still be cancelled. The queue is bounded: a client that floods stops being read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+from pydantic import TypeAdapter, ValidationError
+
+from service.api.auth import authenticate
+from service.api.convert import check_k, generation_request, prediction_items
+from service.api.schemas import WsCancel, WsClose, WsFeed, WsGenerate, WsMessage, WsReset
+from service.engine import Engine
+from service.errors import InvalidRequest, NotReady, PayloadTooLarge, ServeError
+from service.generation import GenerationStream
+from service.sessions import Session
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+POLICY_VIOLATION = 1008
+_messages: TypeAdapter[Any] = TypeAdapter(WsMessage)
+_PENDING_MESSAGES = 64
+
+
+def _error(error: ServeError, message_id: Any = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
+    if message_id is not None:
+        out["id"] = message_id
+    return out
+
+
+async def stream_endpoint(websocket: WebSocket) -> None:
+    app = websocket.app
+    await websocket.accept()
+    try:
+        session, engine = await _open(websocket, app.state.engine, app.state.drain.draining)
+    except ServeError as error:
+        app.state.engine.metrics.errors.labels(error.code).inc()
+        with contextlib.suppress(Exception):
+            await websocket.send_json(_error(error))
+            await websocket.close(POLICY_VIOLATION, error.code)
+        return
+    connection = StreamConnection(websocket, engine, session, app.state.settings)
+    app.state.drain.streams.add(websocket)
+    try:
+        await connection.serve()
+    finally:
+        app.state.drain.streams.discard(websocket)
+        engine.sessions.detach(session)  # type: ignore[union-attr]
+
+
+async def _open(websocket: WebSocket, engine: Engine, draining: bool) -> tuple[Session, Engine]:
+    owner = authenticate(websocket, allow_query_token=True)
+    if draining or not engine.ready:
+        raise NotReady("server is draining" if draining else engine.health()[1])
+    session_id = websocket.query_params.get("session_id")
+    if session_id is None:
+        created = await engine.create_session("", 0, owner)
+        session_id = created.session_id
+    session = engine.get_session(session_id, owner)
+    engine.sessions.attach(session)  # type: ignore[union-attr]
+    return session, engine
+
+
+class StreamConnection:
+    """One attached stream: the receive loop plus the ordered message task."""
+
+    def __init__(self, websocket: WebSocket, engine: Engine, session: Session,
+                 settings: Settings) -> None:
+        self.ws = websocket
+        self.engine = engine
+        self.session = session
+        self.settings = settings
+        self.pending: asyncio.Queue[Any] = asyncio.Queue(_PENDING_MESSAGES)
+        self.generation: GenerationStream | None = None
+        self.closed = False
+
+    async def serve(self) -> None:
+        await self._send_ready(None)
+        worker = asyncio.create_task(self._process())
+        try:
+            await self._receive_loop()  # returns after queueing a close message
+            await asyncio.wait_for(worker, self.settings.request_timeout_s)
+        except WebSocketDisconnect:
+            pass
+        except Exception:
+            log.exception("stream %s failed", self.session.id[:8])
+            with contextlib.suppress(Exception):
+                await self.ws.close(1011)
+        finally:
+            self.closed = True
+            if self.generation is not None:
+                self.generation.cancel()
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await worker
+
+    async def _receive_loop(self) -> None:
+        while not self.closed:
+            raw = await self.ws.receive_text()
+            message = self._parse(raw)
+            if isinstance(message, WsCancel):
+                if self.generation is not None:
+                    self.generation.cancel()
+                continue
+            await self.pending.put(message)
+            if isinstance(message, WsClose):
+                return
+
+    def _parse(self, raw: str) -> Any:
+        message_id = None
+        try:
+            if len(raw) > self.settings.max_ws_message_bytes:
+                raise PayloadTooLarge(
+                    f"message over {self.settings.max_ws_message_bytes} bytes")
+            data = json.loads(raw)
+            if isinstance(data, dict):
+                message_id = data.get("id")
+            return _messages.validate_python(data)
+        except json.JSONDecodeError as error:
+            failure: ServeError = InvalidRequest(f"not JSON: {error.msg}")
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "message"
+            failure = InvalidRequest(f"{where}: {first['msg']}")
+        except ServeError as error:
+            failure = error
+        self.engine.metrics.errors.labels(failure.code).inc()
+        return _Reply(_error(failure, message_id if _is_scalar(message_id) else None))
+
+    async def _process(self) -> None:
+        while True:
+            message = await self.pending.get()
+            if isinstance(message, _Reply):
+                await self._send(message.payload)
+                continue
+            try:
+                await self._handle(message)
+            except ServeError as error:
+                self.engine.metrics.errors.labels(error.code).inc()
+                await self._send(_error(error, message.id))
+            if isinstance(message, WsClose):
+                return
+
+    async def _handle(self, message: Any) -> None:
+        if isinstance(message, WsFeed):
+            step = await self.engine.feed(self.session.id, message.text,
+                                          check_k(message.k, self.settings),
+                                          self.session.owner, message.exclude_special)
+            await self._send({"type": "predictions", "position": step.position,
+                              "tokens": step.tokens, "logprob": step.logprob,
+                              "predictions": [p.model_dump() for p in
+                                              prediction_items(step.predictions)]}, message.id)
+        elif isinstance(message, WsGenerate):
+            await self._generate(message)
+        elif isinstance(message, WsReset):
+            await self.engine.reset_session(self.session.id, self.session.owner)
+            await self._send_ready(message.id)
+        elif isinstance(message, WsClose):
+            self.closed = True
+            self.engine.delete_session(self.session.id, self.session.owner)
+            with contextlib.suppress(Exception):
+                await self.ws.close(1000)
+
+    async def _generate(self, message: WsGenerate) -> None:
+        request = generation_request(message, self.settings)
+        self.generation = self.engine.generate_in_session(self.session, request)
+        try:
+            async for word in self.generation:
+                await self._send({"type": "token", "word": word.word,
+                                  "position": word.position}, message.id)
+            reason = self.generation.finish_reason
+            await self._send({"type": "done", "finish_reason": reason.value,  # type: ignore[union-attr]
+                              "text": self.generation.text, "position": self.session.position},
+                             message.id)
+        finally:
+            self.generation = None
+
+    async def _send_ready(self, message_id: Any) -> None:
+        await self._send({"type": "ready", "session_id": self.session.id,
+                          "position": self.session.position, "model": self.engine.model_id},
+                         message_id)
+
+    async def _send(self, payload: dict[str, Any], message_id: Any = None) -> None:
+        if message_id is not None:
+            payload["id"] = message_id
+        await self.ws.send_text(json.dumps(payload, separators=(",", ":")))
+
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """An answer to a bad message, queued so that answers keep the messages' order."""
+
+    payload: dict[str, Any]
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int)) and not isinstance(value, bool)
