@@ -26,6 +26,7 @@ from bench.texts import TextSource
 
 TEARDOWN_TIMEOUT_S = 10.0
 PRIMARY_OP = {"ws": "ws_feed"}
+LAG_PROBE_PERIOD_S = 0.01
 
 
 class Budget:
@@ -164,6 +165,19 @@ async def open_loop(
     return lags, sent
 
 
+async def probe_loop_lag(lags: list[float], period_s: float = LAG_PROBE_PERIOD_S) -> None:
+    """Record how late ``asyncio.sleep(period_s)`` wakes up, until cancelled.
+
+    The client's own event-loop lag: high when this process is CPU-bound *or* starved of
+    CPU by other processes (which its CPU share alone would not show). Any latency the
+    client reports is uncertain by about this much.
+    """
+    while True:
+        start = time.perf_counter()
+        await asyncio.sleep(period_s)
+        lags.append(time.perf_counter() - start - period_s)
+
+
 def http_client(cfg: RunConfig) -> httpx.AsyncClient:
     """A pooled client for ``cfg.url`` only: no proxies from the environment, one pool."""
     limits = httpx.Limits(
@@ -182,7 +196,8 @@ async def run_worker(cfg: RunConfig, sync: Callable[[], Any] | None = None) -> d
     """One worker's whole run: set up sessions, (sync with siblings,) drive, tear down.
 
     Returns plain data (picklable) for the parent to merge: the raw recorder, wall-clock
-    start and end of the timed phase, CPU seconds used and open-loop send lags.
+    start and end of the timed phase, CPU seconds used, open-loop send lags and the event
+    loop's lag.
     """
     async with http_client(cfg) as client:
         ctx = Context(cfg, client, Recorder(), TextSource(cfg.seed))
@@ -198,12 +213,16 @@ async def run_worker(cfg: RunConfig, sync: Callable[[], Any] | None = None) -> d
         budget = Budget(cfg.requests)
         op = make_op(cfg)
         lags: list[float] = []
-        sent = 0
-        if cfg.open_loop:
-            lags, sent = await open_loop(ctx, op, stop_at, budget)
-        else:
-            await closed_loop(ctx, op, stop_at, budget)
-            sent = budget.taken
+        loop_lags: list[float] = []
+        probe = asyncio.ensure_future(probe_loop_lag(loop_lags))
+        try:
+            if cfg.open_loop:
+                lags, sent = await open_loop(ctx, op, stop_at, budget)
+            else:
+                await closed_loop(ctx, op, stop_at, budget)
+                sent = budget.taken
+        finally:
+            probe.cancel()
         end = time.perf_counter()
         cpu_s = time.process_time() - cpu0
         await teardown(ctx, min(cfg.grace_s, TEARDOWN_TIMEOUT_S))
@@ -215,5 +234,6 @@ async def run_worker(cfg: RunConfig, sync: Callable[[], Any] | None = None) -> d
         "cpu_s": cpu_s,
         "wall_s": end - ctx.t0,
         "lags_s": lags,
+        "loop_lags_s": loop_lags,
         "dispatched": sent,
     }

@@ -116,8 +116,11 @@ async def stream(websocket: WebSocket) -> None:
     )
     try:
         while True:
-            message = json.loads(await websocket.receive_text())
-            kind = message.get("type")
+            try:
+                message = json.loads(await websocket.receive_text())
+                kind = message.get("type")
+            except (ValueError, AttributeError):
+                message, kind = {}, None
             if kind == "close":
                 await websocket.close(1000)
                 return

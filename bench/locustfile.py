@@ -72,7 +72,12 @@ class ApiUser(FastHttpUser):
             if response.status_code >= 400:
                 response.failure(_failure(response.status_code, response.text or ""))
                 return None
-            return response.json()
+            try:
+                answer: dict[str, Any] = response.json()
+            except ValueError:
+                response.failure(f"{response.status_code} (body is not JSON)")
+                return None
+            return answer
 
     @task(4)
     def predict(self) -> None:

@@ -79,9 +79,16 @@ def client_line(result: dict[str, Any]) -> str:
     client = result["client"]
     utils = client["cpu_util_per_process"]
     per = ", ".join(f"{u:.0%}" for u in utils)
-    line = f"client CPU: {client['cpu_s']:.1f} s = {sum(utils):.2f} cores (per process: {per})"
+    lag = client["loop_lag_ms"]
+    line = (
+        f"client CPU: {client['cpu_s']:.1f} s = {sum(utils):.2f} cores (per process: {per}); "
+        f"event-loop lag p50 {_num(lag['p50'], 1)} ms, p99 {_num(lag['p99'], 1)} ms"
+    )
     if client["saturated"]:
-        line += " - near one full core: the client may be the bottleneck; add --processes"
+        line += (
+            "\n  ! the client was busy or starved of CPU (a core near 100 % or loop lag p99 "
+            "> 20 ms): it may be the bottleneck; add --processes or free CPU"
+        )
     return line
 
 

@@ -9,6 +9,7 @@ start together (a barrier after their setup), and their raw records are merged h
 from __future__ import annotations
 
 import asyncio
+import math
 import multiprocessing as mp
 import queue
 import time
@@ -16,11 +17,13 @@ from typing import Any
 
 from bench.config import RunConfig
 from bench.driver import run_worker
-from bench.stats import Recorder, latency_summary_ms, summarize
+from bench.stats import Recorder, latency_summary_ms, percentile, summarize
 
 BARRIER_TIMEOUT_S = 300.0
 # A client process above this share of one core was probably the bottleneck.
 CPU_SATURATED = 0.85
+# ... or one whose event loop woke this late (p99), busy or starved of CPU.
+LOOP_LAG_BUSY_S = 0.02
 
 
 def _worker_main(cfg: RunConfig, barrier: Any, results: Any, index: int) -> None:
@@ -47,8 +50,11 @@ def _run_processes(cfg: RunConfig) -> list[dict[str, Any]]:
     ]
     for proc in procs:
         proc.start()
-    hard_limit_s = BARRIER_TIMEOUT_S + (cfg.duration_s or 0.0) + cfg.grace_s + 120.0
-    deadline = time.monotonic() + hard_limit_s
+    # Time-bounded runs get a hard limit here too; request-bounded ones end by themselves
+    # (every request has a timeout), however long that takes.
+    deadline = math.inf
+    if cfg.duration_s is not None:
+        deadline = time.monotonic() + BARRIER_TIMEOUT_S + cfg.duration_s + cfg.grace_s + 120.0
     out: dict[int, dict[str, Any]] = {}
     try:
         while len(out) < parts and time.monotonic() < deadline:
@@ -80,9 +86,11 @@ def merge(cfg: RunConfig, parts: list[dict[str, Any]]) -> dict[str, Any]:
     """Merge worker results: records first, then percentiles over all samples."""
     recorder = Recorder()
     lags: list[float] = []
+    loop_lags: list[float] = []
     for part in parts:
         recorder.merge(Recorder.from_raw(part["recorder"]))
         lags.extend(part["lags_s"])
+        loop_lags.extend(part["loop_lags_s"])
     start = min(p["start_wall"] for p in parts)
     end = max(p["end_wall"] for p in parts)
     window_s = max(0.0, end - start - cfg.warmup_s)
@@ -101,7 +109,9 @@ def merge(cfg: RunConfig, parts: list[dict[str, Any]]) -> dict[str, Any]:
         "client": {
             "cpu_s": sum(p["cpu_s"] for p in parts),
             "cpu_util_per_process": utils,
-            "saturated": max(utils) > CPU_SATURATED,
+            "loop_lag_ms": latency_summary_ms(loop_lags),
+            "saturated": max(utils) > CPU_SATURATED
+            or percentile(sorted(loop_lags), 99) > LOOP_LAG_BUSY_S,
         },
     }
     if cfg.open_loop:

@@ -19,7 +19,14 @@ from typing import Any
 import torch
 
 from models.checkpoint import Checkpoint, load
-from service.errors import NotReady, PayloadTooLarge, ServeError, SessionNotFound, Timeout
+from service.errors import (
+    NotReady,
+    Overloaded,
+    PayloadTooLarge,
+    ServeError,
+    SessionNotFound,
+    Timeout,
+)
 from service.generation import GenerationStream
 from service.metrics import Metrics
 from service.results import Prediction, Score, SessionInfo, SessionStep, WordProbability
@@ -32,6 +39,7 @@ from service.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 SPECIAL_WORDS = ("<unk>", "<eos>")
+INLINE_ENCODE_CHARS = 2000  # longer texts are normalised on a thread
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,16 @@ class Engine:
         words = checkpoint.normalizer.words(text, checkpoint.vocabulary)
         return words, checkpoint.vocabulary.encode(words)
 
+    async def _admit_and_encode(self, text: str) -> tuple[list[str], list[int]]:
+        """Refuse at once when full (before any normalising), then encode; long texts are
+        normalised off the event loop."""
+        worker = self._worker()
+        if worker.queue_depth() >= worker.max_queue:
+            raise Overloaded(f"queue full ({worker.max_queue} waiting)")
+        if len(text) > INLINE_ENCODE_CHARS:
+            return await asyncio.to_thread(self.encode, text)
+        return self.encode(text)
+
     def _predictions(self, result: RowResult, k: int, skip_special: bool) -> list[WordProbability]:
         vocabulary = self._checkpoint().vocabulary
         out = [WordProbability(vocabulary.word(i), lp) for i, lp in result.top]
@@ -180,7 +198,7 @@ class Engine:
 
     # ---- stateless -------------------------------------------------------------------
     async def predict(self, text: str, k: int = 5, skip_special: bool = False) -> Prediction:
-        words, ids = self.encode(text)
+        words, ids = await self._admit_and_encode(text)
         slot = self._pool().allocate()
         item = self._item(WorkKind.PREDICT, slot, ids, reset=True,
                           top_k=k + (len(SPECIAL_WORDS) if skip_special else 0))
@@ -189,16 +207,16 @@ class Engine:
         return Prediction(words, self._predictions(result, k, skip_special))
 
     async def score(self, text: str) -> Score:
-        words, ids = self.encode(text)
+        words, ids = await self._admit_and_encode(text)
         slot = self._pool().allocate()
         item = self._item(WorkKind.SCORE, slot, ids, reset=True, token_logprobs=True)
         item.on_finish = lambda _: self._pool().release(slot)
         result = await self._run(item)
         return Score(words, result.token_logprobs)
 
-    def generate(self, text: str, request: GenerationRequest) -> GenerationStream:
+    async def generate(self, text: str, request: GenerationRequest) -> GenerationStream:
         """Start a stateless generation from the sentence start + ``text``."""
-        words, ids = self.encode(text)
+        words, ids = await self._admit_and_encode(text)
         pool = self._pool()
         slot = pool.allocate()
         stream = GenerationStream(words, self._checkpoint().vocabulary, self._cancel, None)
@@ -213,7 +231,7 @@ class Engine:
     # ---- sessions --------------------------------------------------------------------
     async def create_session(self, text: str = "", k: int = 5, owner: str | None = None,
                              skip_special: bool = False) -> SessionStep:
-        words, ids = self.encode(text)
+        words, ids = await self._admit_and_encode(text)
         session = self._registry().create(owner)
         self.metrics.sessions_created.inc()
         self._update_session_gauge()
@@ -227,8 +245,8 @@ class Engine:
 
     async def feed(self, session_id: str, text: str, k: int = 5, owner: str | None = None,
                    skip_special: bool = False) -> SessionStep:
-        words, ids = self.encode(text)
         session = self._registry().get(session_id, owner)
+        words, ids = await self._admit_and_encode(text)
         return await self._feed(session, ids, words, k, skip_special, reset=False)
 
     async def reset_session(self, session_id: str, owner: str | None = None) -> SessionInfo:

@@ -44,3 +44,24 @@ def ptb_vocabulary() -> Vocabulary:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, ptb_vocabulary: Vocabulary) -> Path:
     """A 2 x 16 tied LSTM with the PTB vocabulary and random weights."""
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", ptb_vocabulary)
+
+
+@pytest.fixture(scope="session")
+def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A real ``python -m service`` on 127.0.0.1 serving the tiny model."""
+    from tests.serverproc import running_server
+
+    env = {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint), "LSTM_SERVE_MAX_TEXT_CHARS": "2000",
+           "LSTM_SERVE_MAX_BODY_BYTES": "20000", "LSTM_SERVE_MAX_WS_MESSAGE_BYTES": "5000",
+           "LSTM_SERVE_MAX_TOKENS": "200"}
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_server(env, log) as process:
+        yield process
+
+
+@pytest.fixture
+def client(server):
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http

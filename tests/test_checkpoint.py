@@ -39,7 +39,7 @@ def test_round_trip_is_exact(checkpoint_dir: Path) -> None:
     assert first.weights_sha256 == second.weights_sha256
 
 
-def _edit_config(directory: Path, edit) -> None:  # noqa: ANN001
+def _edit_config(directory: Path, edit) -> None:
     path = directory / "config.json"
     config = json.loads(path.read_text())
     edit(config)
@@ -66,7 +66,7 @@ def _edit_config(directory: Path, edit) -> None:  # noqa: ANN001
          "unknown architecture fields"),
     ],
 )
-def test_broken_checkpoints_fail_clearly(checkpoint_dir: Path, breakage, message: str) -> None:  # noqa: ANN001
+def test_broken_checkpoints_fail_clearly(checkpoint_dir: Path, breakage, message: str) -> None:
     breakage(checkpoint_dir)
     with pytest.raises(CheckpointError, match=message):
         load(checkpoint_dir)
@@ -88,7 +88,7 @@ def test_garbage_weights_without_checksum(checkpoint_dir: Path) -> None:
         load(checkpoint_dir)
 
 
-def _rewrite_tensors(directory: Path, edit) -> None:  # noqa: ANN001
+def _rewrite_tensors(directory: Path, edit) -> None:
     path = directory / "model.safetensors"
     tensors = load_file(str(path))
     edit(tensors)

@@ -155,12 +155,12 @@ def test_seeded_sampling_is_identical_under_load(tiny_checkpoint: Path) -> None:
                                 stop_at_eos=False)
 
     async def lone(engine: Engine) -> list[str]:
-        return [w.word for w in await engine.generate("the market", request).collect()]
+        return [w.word for w in await (await engine.generate("the market", request)).collect()]
 
     async def loaded(engine: Engine) -> list[list[str]]:
-        noise = [engine.generate(t, GenerationRequest(max_tokens=15, seed=i))
+        noise = [await engine.generate(t, GenerationRequest(max_tokens=15, seed=i))
                  for i, t in enumerate(TEXTS)]
-        ours = [engine.generate("the market", request) for _ in range(3)]
+        ours = [await engine.generate("the market", request) for _ in range(3)]
         results = await asyncio.gather(*(g.collect() for g in noise + ours))
         return [[w.word for w in r] for r in results[len(noise):]]
 
@@ -172,7 +172,7 @@ def test_seeded_sampling_is_identical_under_load(tiny_checkpoint: Path) -> None:
 def test_generation_never_emits_unk_and_stops_at_eos(tiny_checkpoint: Path) -> None:
     async def scenario(engine: Engine) -> None:
         for seed in range(5):
-            stream = engine.generate("", GenerationRequest(max_tokens=60, seed=seed))
+            stream = await engine.generate("", GenerationRequest(max_tokens=60, seed=seed))
             words = [w.word for w in await stream.collect()]
             assert "<unk>" not in words
             if stream.finish_reason is FinishReason.EOS:
@@ -180,8 +180,8 @@ def test_generation_never_emits_unk_and_stops_at_eos(tiny_checkpoint: Path) -> N
             else:
                 assert stream.finish_reason is FinishReason.LENGTH and len(words) == 60
         greedy = GenerationRequest(max_tokens=10, sampling=SamplingParams(0.0), stop_at_eos=False)
-        first = [w.word for w in await engine.generate("the", greedy).collect()]
-        second = [w.word for w in await engine.generate("the", greedy).collect()]
+        first = [w.word for w in await (await engine.generate("the", greedy)).collect()]
+        second = [w.word for w in await (await engine.generate("the", greedy)).collect()]
         assert first == second and len(first) == 10
 
     run_engine(tiny_checkpoint, scenario)
@@ -207,7 +207,7 @@ def test_session_generation_extends_history(tiny_checkpoint: Path) -> None:
 
 def test_cancelled_generation_leaves_the_worker(tiny_checkpoint: Path) -> None:
     async def scenario(engine: Engine) -> None:
-        stream = engine.generate("", GenerationRequest(max_tokens=1000, stop_at_eos=False))
+        stream = await engine.generate("", GenerationRequest(max_tokens=1000, stop_at_eos=False))
         async for word in stream:
             if word.index == 2:
                 break
@@ -264,7 +264,7 @@ def test_ttl_expiry_and_capacity(tiny_checkpoint: Path) -> None:
         await asyncio.sleep(0.5)
         with pytest.raises(SessionNotFound):
             engine.session_info(first.session_id)
-        assert engine.metrics.sessions_expired._value.get() == 2  # noqa: SLF001
+        assert engine.metrics.sessions_expired._value.get() == 2
         assert engine.runner.pool.in_use == 0  # type: ignore[union-attr]
         await engine.create_session("d")  # capacity is free again
 
@@ -292,7 +292,7 @@ def test_a_failing_batch_fails_alone(tiny_checkpoint: Path) -> None:
         real_step = runner.step
         calls = {"n": 0}
 
-        def flaky(rows):  # noqa: ANN001, ANN202
+        def flaky(rows):
             calls["n"] += 1
             if calls["n"] == 1:
                 raise RuntimeError("injected fault")
@@ -309,7 +309,7 @@ def test_a_failing_batch_fails_alone(tiny_checkpoint: Path) -> None:
 
 def test_dead_worker_is_reported(tiny_checkpoint: Path) -> None:
     async def scenario(engine: Engine) -> None:
-        def die(rows):  # noqa: ANN001, ANN202
+        def die(rows):
             raise SystemExit("worker killed")
 
         engine.runner.step = die  # type: ignore[method-assign, union-attr]

@@ -68,6 +68,7 @@ def test_batched_rows_equal_rows_alone() -> None:
                                     (h0[:, row : row + 1], c0[:, row : row + 1]))
             torch.testing.assert_close(alone[0], batched[row], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(ah[:, 0], bh[:, row], atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(ac[:, 0], bc[:, row], atol=1e-6, rtol=1e-5)
 
 
 def test_shapes_and_tied_weights() -> None:

@@ -69,7 +69,7 @@ def test_evaluate_matches_hand_computation() -> None:
     assert abs(evaluate.mean_nll(model, stream, bptt=4) - by_hand) < 1e-5
 
 
-def test_cli_trains_keeps_best_evaluates_and_resumes(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+def test_cli_trains_keeps_best_evaluates_and_resumes(tmp_path: Path, capsys) -> None:
     data = _corpus(tmp_path / "data", repeat=10)
     out = tmp_path / "run"
     train.main(["--recipe", "tiny", "--data", str(data), "--out", str(out), "--epochs", "1",

@@ -60,7 +60,7 @@ async def score(body: ScoreRequest, engine: EngineDep) -> ScoreResponse:
 )
 async def generate(body: GenerateRequest, engine: EngineDep,
                    settings: SettingsDep) -> Any:
-    stream = engine.generate(body.text, generation_request(body, settings))
+    stream = await engine.generate(body.text, generation_request(body, settings))
     if body.stream:
         return StreamingResponse(_sse(stream, engine.model_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
