@@ -89,6 +89,9 @@ def install(app: FastAPI) -> None:
         if getattr(request.state, "body_too_large", False):
             request.state.error_code = "payload_too_large"
             return JSONResponse(error_body("payload_too_large", "request body too large"), 413)
+        if exc.status_code == 400:  # FastAPI's "error parsing the body": bad bytes
+            request.state.error_code = "invalid_request"
+            return JSONResponse(error_body("invalid_request", "body: malformed JSON"), 422)
         code = _FRAMEWORK_CODES.get(exc.status_code, "invalid_request")
         request.state.error_code = code
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
