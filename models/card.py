@@ -1,0 +1,91 @@
+"""Render a checkpoint's ``MODEL_CARD.md`` from its ``config.json`` (one source of truth).
+
+    python -m models.card models/default
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from models.checkpoint import read_config
+
+PUBLISHED = [
+    ("Zaremba et al. 2014, small (2 x 200, no dropout)", "120.7", "114.5"),
+    ("Zaremba et al. 2014, medium (2 x 650, dropout 0.5)", "86.2", "82.7"),
+    ("Zaremba et al. 2014, large (2 x 1500, dropout 0.65)", "82.2", "78.4"),
+]
+
+
+def render(config: dict[str, Any]) -> str:
+    arch, card = config["architecture"], config.get("card", {})
+    training = card.get("training", {})
+    hyper = training.get("hyperparameters", {})
+    minutes = training.get("seconds", 0) / 60
+    lines = [
+        f"# Model card: {config['model_id']}",
+        "",
+        f"A word-level {arch['num_layers']}-layer LSTM language model, {arch['hidden_size']} "
+        f"units per layer, {'tied' if arch['tied'] else 'untied'} input/output embeddings "
+        f"({config.get('parameter_count', 0):,} parameters, vocabulary "
+        f"{arch['vocab_size']:,}).",
+        "",
+        "## Data",
+        f"- Training data: {card.get('data', {}).get('name', '?')} (Mikolov's preprocessed Penn "
+        "Treebank: 929k training tokens, 10k vocabulary). The text is not shipped (it derives "
+        "from the LDC's Penn Treebank, Dow Jones text, research use); only weights are.",
+        f"- Normalizer: `{config['normalizer']['kind']}` (lower case, PTB clitic splitting, "
+        "digits -> `N`, unknown -> `<unk>`, newline -> `<eos>`).",
+        "",
+        "## Architecture and training",
+        "| setting | value |",
+        "| --- | --- |",
+        f"| cell | {arch['cell']} (torch.nn.LSTM, checked against a reference cell) |",
+        f"| layers x units | {arch['num_layers']} x {arch['hidden_size']} |",
+        f"| embedding | {arch['embedding_size']}, tied: {arch['tied']} |",
+        f"| dropout (input / between layers / output) | {arch['dropout_input']} / "
+        f"{arch['dropout_hidden']} / {arch['dropout_output']} (locked, per sequence) |",
+        f"| DropConnect on hidden-to-hidden weights | {arch['weight_drop']} |",
+        f"| optimiser | SGD, lr {hyper.get('lr')}, divided by {hyper.get('lr_decay')} when "
+        f"validation stalls ({hyper.get('schedule')}); clip {hyper.get('clip')} |",
+        f"| batch x BPTT | {hyper.get('batch_size')} x {hyper.get('bptt')} |",
+        f"| epochs | {training.get('epochs')} (best validation kept) |",
+        f"| training time | {minutes:.0f} min on {training.get('machine', '?')}, "
+        f"{training.get('threads', '?')} torch threads, torch {training.get('torch', '?')} |",
+        f"| recipe | `python -m models.train --recipe {training.get('recipe')}` |",
+        "",
+        "## Perplexity (Penn Treebank)",
+        "Measured as the papers do: the whole split as one stream, state carried "
+        "(`python -m models.evaluate --checkpoint DIR --data ../shared/data/ptb --split test`).",
+        "",
+        "| model | valid | test |",
+        "| --- | --- | --- |",
+        f"| **this model** | **{card.get('valid_perplexity', '?')}** | "
+        f"**{card.get('test_perplexity', '?')}** |",
+    ]
+    lines += [f"| {name} | {valid} | {test} |" for name, valid, test in PUBLISHED]
+    lines += [
+        "",
+        "## Intended use and limits",
+        "Next-word prediction, scoring and generation for English news-style text in PTB "
+        "form; a 10k-word closed vocabulary, so rarer words are `<unk>`. Not for facts, "
+        "safety-critical or user-facing text generation without review.",
+        "",
+        f"Weights sha256: `{config['weights']['sha256']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("checkpoint", type=Path)
+    args = parser.parse_args(argv)
+    text = render(read_config(args.checkpoint))
+    (args.checkpoint / "MODEL_CARD.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
