@@ -12,7 +12,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_schemathesis_finds_no_server_errors(server, tmp_path: Path) -> None:  # noqa: ANN001
+def test_schemathesis_finds_no_server_errors(server, tmp_path: Path) -> None:
     executable = shutil.which("schemathesis") or str(Path(sys.executable).parent / "schemathesis")
     command = [
         executable, "run", f"{server.url}/openapi.json",
