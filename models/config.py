@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-CELL_TYPES = ("lstm",)
+CELL_TYPES = ("rnn", "lstm", "lstm_peephole", "lstm_cifg", "gru")
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class ModelConfig:
         num_layers: stacked recurrent layers.
         tied: the decoder reuses the embedding matrix (Press & Wolf 2016); needs
             ``embedding_size == hidden_size``.
-        cell: recurrent cell type.
+        cell: recurrent cell type (rnn, lstm, lstm_peephole, lstm_cifg, gru).
         dropout_input: locked (variational) dropout on the word vectors.
         dropout_hidden: locked dropout between recurrent layers.
         dropout_output: locked dropout before the decoder.
@@ -47,6 +47,11 @@ class ModelConfig:
         for name in ("dropout_input", "dropout_hidden", "dropout_output", "weight_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1)")
+
+    @property
+    def cell_state_size(self) -> int:
+        """Width of ``c``: the hidden size for the LSTM family, 0 for rnn/gru (h only)."""
+        return 0 if self.cell in ("rnn", "gru") else self.hidden_size
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from models.cells import make_layer
 from models.config import ModelConfig
 
 State = tuple[Tensor, Tensor]
@@ -25,7 +26,7 @@ def locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
 
 
 class LanguageModel(nn.Module):
-    """A word-level LSTM language model (Zaremba et al. 2014, tied as Press & Wolf 2016)."""
+    """A word-level recurrent language model (Zaremba et al. 2014, tied as Press & Wolf 2016)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -33,7 +34,7 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
         sizes = [config.embedding_size] + [config.hidden_size] * config.num_layers
         self.layers = nn.ModuleList(
-            nn.LSTM(sizes[k], sizes[k + 1], batch_first=True) for k in range(config.num_layers)
+            make_layer(config.cell, sizes[k], sizes[k + 1]) for k in range(config.num_layers)
         )
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tied:
@@ -47,13 +48,15 @@ class LanguageModel(nn.Module):
             nn.init.uniform_(self.decoder.weight, -init_range, init_range)
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> State:
-        """Zeros ``(h, c)``, each ``[layers, batch, hidden]``."""
-        shape = (self.config.num_layers, batch, self.config.hidden_size)
+        """Zeros ``(h, c)``: ``h`` ``[layers, batch, hidden]``, ``c`` the same for the LSTM
+        family and ``[layers, batch, 0]`` for rnn/gru."""
+        config = self.config
         device = device or self.embedding.weight.device
         dtype = self.embedding.weight.dtype
-        return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(
-            shape, device=device, dtype=dtype
-        )
+        h = torch.zeros(config.num_layers, batch, config.hidden_size, device=device, dtype=dtype)
+        c = torch.zeros(config.num_layers, batch, config.cell_state_size, device=device,
+                        dtype=dtype)
+        return h, c
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """Logits ``[B, T, V]`` for every position, and the state after the last token."""
@@ -80,11 +83,12 @@ class LanguageModel(nn.Module):
             x = locked_dropout(x, p, self.training)
         return x, (torch.cat(h_out), torch.cat(c_out))
 
-    def _run_layer(self, layer: nn.LSTM, x: Tensor, state: State) -> tuple[Tensor, State]:
+    def _run_layer(self, layer: nn.Module, x: Tensor, state: State) -> tuple[Tensor, State]:
         if not (self.training and self.config.weight_drop > 0):
             return layer(x, state)
+        name = "rnn.weight_hh_l0" if hasattr(layer, "rnn") else "weight_hh_l0"
         dropped = nn.functional.dropout(layer.weight_hh_l0, self.config.weight_drop, True)
-        return functional_call(layer, {"weight_hh_l0": dropped}, (x, state))
+        return functional_call(layer, {name: dropped}, (x, state))
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())

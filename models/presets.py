@@ -16,6 +16,7 @@ class Recipe:
     hidden_size: int
     num_layers: int = 2
     tied: bool = False
+    cell: str = "lstm"
     dropout_input: float = 0.0
     dropout_hidden: float = 0.0
     dropout_output: float = 0.0

@@ -48,3 +48,66 @@ def lstm_sequence(
         h, c = lstm_cell(x[:, t], h, c, *weights)
         outputs.append(h)
     return torch.stack(outputs, dim=1), h, c
+
+
+def rnn_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor,
+             bias_hh: Tensor) -> Tensor:
+    """Elman RNN: h_t = tanh(W x_t + U h_{t-1} + b)."""
+    return torch.tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)
+
+
+def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor,
+             bias_hh: Tensor) -> Tensor:
+    """GRU (Cho et al. 2014), gates stacked (r, z, n) as in ``torch.nn.GRU``::
+
+        r = sigmoid(W_r x + U_r h + b_r)            reset gate
+        z = sigmoid(W_z x + U_z h + b_z)            update gate
+        n = tanh(W_n x + b_in + r * (U_n h + b_hn)) candidate
+        h_t = (1 - z) * n + z * h_{t-1}
+    """
+    hidden = h.shape[-1]
+    gi = x @ weight_ih.T + bias_ih
+    gh = h @ weight_hh.T + bias_hh
+    reset = torch.sigmoid(gi[:, :hidden] + gh[:, :hidden])
+    update = torch.sigmoid(gi[:, hidden : 2 * hidden] + gh[:, hidden : 2 * hidden])
+    candidate = torch.tanh(gi[:, 2 * hidden :] + reset * gh[:, 2 * hidden :])
+    return (1 - update) * candidate + update * h
+
+
+def peephole_lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Tensor,
+                       bias: Tensor, peephole: Tensor) -> tuple[Tensor, Tensor]:
+    """LSTM with peephole connections (Gers & Schmidhuber 2000): the gates see the cell.
+
+        i = sigmoid(W_i [h, x] + p_i * C_{t-1} + b_i)
+        f = sigmoid(W_f [h, x] + p_f * C_{t-1} + b_f)
+        C_t = f * C_{t-1} + i * tanh(W_C [h, x] + b_C)
+        o = sigmoid(W_o [h, x] + p_o * C_t + b_o)
+        h_t = o * tanh(C_t)
+
+    Gates stacked (i, f, g, o); ``peephole`` is ``[3, H]`` = (p_i, p_f, p_o).
+    """
+    hidden = h.shape[-1]
+    pre = x @ weight_ih.T + h @ weight_hh.T + bias
+    input_gate = torch.sigmoid(pre[:, :hidden] + peephole[0] * c)
+    forget_gate = torch.sigmoid(pre[:, hidden : 2 * hidden] + peephole[1] * c)
+    c_next = forget_gate * c + input_gate * torch.tanh(pre[:, 2 * hidden : 3 * hidden])
+    output_gate = torch.sigmoid(pre[:, 3 * hidden :] + peephole[2] * c_next)
+    return output_gate * torch.tanh(c_next), c_next
+
+
+def cifg_lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Tensor,
+                   bias: Tensor) -> tuple[Tensor, Tensor]:
+    """Coupled input-forget gate LSTM: one gate decides both, i = 1 - f.
+
+        f = sigmoid(W_f [h, x] + b_f)
+        C_t = f * C_{t-1} + (1 - f) * tanh(W_C [h, x] + b_C)
+        o = sigmoid(W_o [h, x] + b_o);  h_t = o * tanh(C_t)
+
+    Gates stacked (f, g, o).
+    """
+    hidden = h.shape[-1]
+    pre = x @ weight_ih.T + h @ weight_hh.T + bias
+    forget_gate = torch.sigmoid(pre[:, :hidden])
+    c_next = forget_gate * c + (1 - forget_gate) * torch.tanh(pre[:, hidden : 2 * hidden])
+    output_gate = torch.sigmoid(pre[:, 2 * hidden :])
+    return output_gate * torch.tanh(c_next), c_next

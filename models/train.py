@@ -19,7 +19,7 @@ import torch
 from torch.nn import functional
 
 from models.checkpoint import Checkpoint, load, save
-from models.config import ModelConfig
+from models.config import CELL_TYPES, ModelConfig
 from models.data import batchify, chunks, encode_file, read_lines, split_path
 from models.evaluate import mean_nll
 from models.network import LanguageModel
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ptb"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--normalizer", default="ptb", choices=["ptb", "whitespace"])
+    parser.add_argument("--cell", choices=CELL_TYPES, help="recurrent cell (default: recipe's)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     recipe = RECIPES[args.recipe]
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                 "seed": args.seed}
+                 "seed": args.seed, "cell": args.cell}
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         config = ModelConfig(
             vocab_size=len(vocabulary), embedding_size=recipe.embedding_size,
             hidden_size=recipe.hidden_size, num_layers=recipe.num_layers, tied=recipe.tied,
+            cell=recipe.cell,
             dropout_input=recipe.dropout_input, dropout_hidden=recipe.dropout_hidden,
             dropout_output=recipe.dropout_output, weight_drop=recipe.weight_drop)
         model = LanguageModel(config)

@@ -55,7 +55,8 @@ class ModelRunner:
         self.vocabulary = checkpoint.vocabulary
         self.device = device
         config = self.model.config
-        self.pool = StatePool(config.num_layers, config.hidden_size, pool_capacity, device)
+        self.pool = StatePool(config.num_layers, config.hidden_size, pool_capacity, device,
+                              cell_size=config.cell_state_size)
         with torch.inference_mode():
             eos = torch.tensor([[self.vocabulary.eos_id]], device=device)
             _, (h, c) = self.model.hidden_states(eos)

@@ -16,14 +16,16 @@ class StatePool:
     """Fixed-size state slots that grow by ``growth`` when full."""
 
     def __init__(self, layers: int, hidden: int, capacity: int, device: torch.device,
-                 dtype: torch.dtype = torch.float32, growth: float = 1.5) -> None:
+                 dtype: torch.dtype = torch.float32, growth: float = 1.5,
+                 cell_size: int | None = None) -> None:
         self.layers = layers
         self.hidden = hidden
+        self.cell_size = hidden if cell_size is None else cell_size  # 0: rnn/gru keep h only
         self.device = device
         self.dtype = dtype
         self.growth = growth
         self.h = torch.zeros(layers, capacity, hidden, device=device, dtype=dtype)
-        self.c = torch.zeros_like(self.h)
+        self.c = torch.zeros(layers, capacity, self.cell_size, device=device, dtype=dtype)
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._reserved = capacity  # slots handed out or free; tensors may lag behind
         self.in_use = 0
@@ -34,7 +36,7 @@ class StatePool:
 
     @property
     def bytes_per_slot(self) -> int:
-        return 2 * self.layers * self.hidden * self.h.element_size()
+        return self.layers * (self.hidden + self.cell_size) * self.h.element_size()
 
     def allocate(self) -> int:
         """A free slot index; reserves more slots when none is free (event loop side)."""
@@ -54,9 +56,8 @@ class StatePool:
         if self._reserved <= self.capacity:
             return
         extra = self._reserved - self.capacity
-        pad = torch.zeros(self.layers, extra, self.hidden, device=self.device, dtype=self.dtype)
-        self.h = torch.cat([self.h, pad], dim=1)
-        self.c = torch.cat([self.c, pad], dim=1)
+        self.h = torch.cat([self.h, self.h.new_zeros(self.layers, extra, self.hidden)], dim=1)
+        self.c = torch.cat([self.c, self.c.new_zeros(self.layers, extra, self.cell_size)], dim=1)
 
     def gather(self, slots: Tensor) -> tuple[Tensor, Tensor]:
         """States of ``slots`` ``[B]`` (int64, on device) as ``[layers, B, hidden]`` copies."""
