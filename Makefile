@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup setup-test run test lint format bench clean
+.PHONY: setup setup-test run test lint format clean deploy-check smoke-docker
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ format: setup-test
 test: setup-test
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+deploy-check: setup-test
+	VENV=$(VENV) bash deploy/ci-setup.sh
+	$(PY) -m pytest -q tests/test_deploy.py tests/test_prometheus_scrape.py
+
+smoke-docker: setup-test
+	VENV=$(VENV) bash deploy/ci-setup.sh --docker
+	VENV=$(VENV) deploy/smoke-docker
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

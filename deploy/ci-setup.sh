@@ -38,13 +38,19 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # Installing must not start services (prometheus would listen on all interfaces).
   policy=/usr/sbin/policy-rc.d
-  made_policy=0
   if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
   fi
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-  [ "$made_policy" = 1 ] && rm -f "$policy"
+  apt_log=$(mktemp)
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_apt[@]}"; } \
+      >"$apt_log" 2>&1; then
+    cat "$apt_log" >&2
+    echo "apt-get install ${need_apt[*]} failed" >&2
+    exit 1
+  fi
+  rm -f "$apt_log"
 fi
 
 # --- Python tools, into the project venv ------------------------------------------------
@@ -70,8 +76,8 @@ fi
 kubectl_bin=$VENV/bin/kubectl
 [ -x "$kubectl_bin" ] || kubectl_bin=$(command -v kubectl)
 printf 'deploy tools: %s\n' "$(
-  { docker-compose version --short
-    promtool --version 2>&1 | head -n 1 | cut -d' ' -f1-3
+  { echo "docker-compose $(docker-compose version --short)"
+    promtool --version 2>&1 | sed -n '1s/^promtool, *version \([^ ]*\).*/promtool \1/p'
     echo "shellcheck $(shellcheck --version | sed -n 's/^version: //p')"
     "$VENV/bin/hadolint" --version | sed 's/Haskell Dockerfile Linter/hadolint/'
     echo "kubernetes-validate $("$VENV/bin/kubernetes-validate" --version)"

@@ -1,0 +1,1 @@
+"""Reproducible experiments on the recurrent cell family (docs/VARIANTS.md)."""
