@@ -60,6 +60,9 @@ class DrainingServer(uvicorn.Server):
     async def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
         await self.app.state.drain.drain(self.drain_timeout_s)
         super().handle_exit(sig, frame)
+        # A completed drain is a clean exit (status 0): uvicorn would otherwise re-raise
+        # the signal after shutdown and the process would die "killed by SIGTERM".
+        getattr(self, "_captured_signals", []).clear()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -123,24 +123,34 @@ def test_overload_gives_fast_429_and_stays_ready(tiny_checkpoint: Path, tmp_path
         assert httpx.get(server.url + "/readyz").status_code == 200
 
 
+def _queue_depth(url: str) -> float:
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        if family.name == "lstm_serve_queue_depth":
+            return family.samples[0].value
+    return 0.0
+
+
 def test_drain_on_sigterm_loses_no_request(tiny_checkpoint: Path, tmp_path: Path) -> None:
     env = {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint), "LSTM_SERVE_MAX_BATCH_SIZE": "1",
-           "LSTM_SERVE_DRAIN_TIMEOUT_S": "20"}
+           "LSTM_SERVE_DRAIN_TIMEOUT_S": "60"}
     server = start_server(env, tmp_path / "drain.log")
     try:
         ws = connect(f"{server.ws_url}/v1/stream")
         ws.recv(timeout=10)
-        text = " ".join(["the market"] * 8000)
+        text = " ".join(["the market"] * 9000)
         results: list[int] = []
 
         def slow() -> None:
-            response = httpx.post(server.url + "/v1/score", json={"text": text}, timeout=60)
+            response = httpx.post(server.url + "/v1/score", json={"text": text}, timeout=120)
             results.append(response.status_code)
 
         threads = [threading.Thread(target=slow) for _ in range(4)]
         for thread in threads:
             thread.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while _queue_depth(server.url) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)  # wait until the requests are really in the server's queue
+        assert _queue_depth(server.url) >= 2
         server.process.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         ready = httpx.get(server.url + "/readyz")
@@ -153,6 +163,6 @@ def test_drain_on_sigterm_loses_no_request(tiny_checkpoint: Path, tmp_path: Path
         for thread in threads:
             thread.join()
         assert results == [200, 200, 200, 200]
-        assert server.process.wait(timeout=30) == 0
+        assert server.process.wait(timeout=60) == 0
     finally:
         server.stop(signal.SIGKILL)
