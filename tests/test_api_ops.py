@@ -135,34 +135,34 @@ def test_drain_on_sigterm_loses_no_request(tiny_checkpoint: Path, tmp_path: Path
            "LSTM_SERVE_DRAIN_TIMEOUT_S": "60"}
     server = start_server(env, tmp_path / "drain.log")
     try:
-        ws = connect(f"{server.ws_url}/v1/stream")
-        ws.recv(timeout=10)
-        text = " ".join(["the market"] * 9000)
-        results: list[int] = []
-
-        def slow() -> None:
-            response = httpx.post(server.url + "/v1/score", json={"text": text}, timeout=120)
-            results.append(response.status_code)
-
-        threads = [threading.Thread(target=slow) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        deadline = time.monotonic() + 30
-        while _queue_depth(server.url) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)  # wait until the requests are really in the server's queue
-        assert _queue_depth(server.url) >= 2
-        server.process.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
-        ready = httpx.get(server.url + "/readyz")
-        assert ready.status_code == 503 and ready.json()["reason"] == "draining"
-        refused = httpx.post(server.url + "/v1/predict", json={"text": "a"})
-        assert refused.status_code == 503 and refused.json()["error"]["code"] == "not_ready"
-        with pytest.raises(ConnectionClosed) as closed:
+        with connect(f"{server.ws_url}/v1/stream") as ws:
             ws.recv(timeout=10)
-        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
-        for thread in threads:
-            thread.join()
-        assert results == [200, 200, 200, 200]
+            text = " ".join(["the market"] * 9000)
+            results: list[int] = []
+
+            def slow() -> None:
+                response = httpx.post(server.url + "/v1/score", json={"text": text}, timeout=120)
+                results.append(response.status_code)
+
+            threads = [threading.Thread(target=slow) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 30
+            while _queue_depth(server.url) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)  # wait until the requests are really in the server's queue
+            assert _queue_depth(server.url) >= 2
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            ready = httpx.get(server.url + "/readyz")
+            assert ready.status_code == 503 and ready.json()["reason"] == "draining"
+            refused = httpx.post(server.url + "/v1/predict", json={"text": "a"})
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "not_ready"
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+            for thread in threads:
+                thread.join()
+            assert results == [200, 200, 200, 200]
         assert server.process.wait(timeout=60) == 0
     finally:
         server.stop(signal.SIGKILL)
