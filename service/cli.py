@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
 from models.checkpoint import CheckpointError, read_config
 from service import logs
@@ -68,7 +69,13 @@ class DrainingServer(uvicorn.Server):
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if v is not None}
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(p) for p in problem["loc"])
+            print(f"lstm-serve: invalid setting {where}: {problem['msg']}", file=sys.stderr)
+        sys.exit(2)
     logs.configure(settings.log_level, settings.log_json)
     try:
         read_config(settings.model_path)  # fail fast on a wrong path, before listening

@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     api_keys: str = Field("", description="comma-separated bearer keys; empty = no auth")
     drain_timeout_s: float = Field(20.0, ge=0, description="grace for in-flight work on SIGTERM")
     ws_ping_interval_s: float = Field(20.0, gt=0, description="server ping period on streams")
-    ws_send_queue: int = Field(64, ge=1, description="messages buffered per stream before drop")
     log_json: bool = Field(False, description="log JSON lines (for containers)")
     log_level: str = Field("info", description="logging level")
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = torch's default)")

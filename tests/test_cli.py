@@ -1,0 +1,33 @@
+"""The ``lstm-serve`` entry point: flags mirror settings; bad settings fail fast and clearly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from service.settings import Settings
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "service", *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})}, check=False)
+
+
+def test_help_lists_every_setting() -> None:
+    result = _run("--help")
+    assert result.returncode == 0
+    for name in Settings.model_fields:
+        assert "--" + name.replace("_", "-") in result.stdout
+        assert "LSTM_SERVE_" + name.upper() in result.stdout
+
+
+def test_invalid_settings_exit_2_with_a_message() -> None:
+    result = _run("--port", "abc")
+    assert result.returncode == 2 and "invalid setting port" in result.stderr
+    result = _run(env={"LSTM_SERVE_MAX_QUEUE": "0"})
+    assert result.returncode == 2 and "max_queue" in result.stderr
+    result = _run("--model-path", "/nonexistent/model")
+    assert result.returncode == 2 and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
