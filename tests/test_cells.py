@@ -13,25 +13,16 @@ from models.config import CELL_TYPES, ModelConfig
 from models.network import LanguageModel
 
 
-def test_fused_gru_equals_reference() -> None:
+@pytest.mark.parametrize(("module", "cell"), [(torch.nn.GRU, reference_cell.gru_cell),
+                                              (torch.nn.RNN, reference_cell.rnn_cell)])
+def test_fused_module_equals_reference(module, cell) -> None:
     torch.manual_seed(0)
-    layer = torch.nn.GRU(5, 4, batch_first=True)
+    layer = module(5, 4, batch_first=True)
     x, h = torch.randn(3, 6, 5), torch.randn(3, 4)
     fused, _ = layer(x, h[None])
     weights = (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
     for t in range(6):
-        h = reference_cell.gru_cell(x[:, t], h, *weights)
-        torch.testing.assert_close(h, fused[:, t], atol=1e-6, rtol=1e-5)
-
-
-def test_fused_rnn_equals_reference() -> None:
-    torch.manual_seed(1)
-    layer = torch.nn.RNN(5, 4, batch_first=True)
-    x, h = torch.randn(3, 6, 5), torch.randn(3, 4)
-    fused, _ = layer(x, h[None])
-    weights = (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
-    for t in range(6):
-        h = reference_cell.rnn_cell(x[:, t], h, *weights)
+        h = cell(x[:, t], h, *weights)
         torch.testing.assert_close(h, fused[:, t], atol=1e-6, rtol=1e-5)
 
 
