@@ -1,0 +1,84 @@
+"""Sessions in Redis (``redis.asyncio``): one key per session, value = ``SessionRecord``
+bytes, key TTL = session TTL, so any replica can resume a session and Redis forgets
+idle ones by itself.
+
+The version of the stored state is kept beside it (``v`` field of a hash, with the
+blob in ``d``) so that one Lua call can compare-and-set it atomically.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from service.store.base import SessionRecord, StoreConflict, StoreUnavailable
+
+KEY_PREFIX = "lstm-serve:session:"
+# KEYS[1] = key; ARGV = expected version, new version, blob, ttl ms.
+# Returns 1 when stored, else -1 - the version found (0 for none), so -1 means "none".
+_SAVE = """
+local found = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if found ~= tonumber(ARGV[1]) then return -1 - found end
+redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+
+def key_of(session_id: str) -> str:
+    return KEY_PREFIX + session_id
+
+
+class RedisStore:
+    persistent = True
+
+    def __init__(self, url: str, timeout_s: float = 2.0) -> None:
+        self.url = url
+        # A blocking pool: a burst of feeds waits for a connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=timeout_s, socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s, health_check_interval=30)
+        self._redis = aioredis.Redis(connection_pool=pool)
+        self._save = self._redis.register_script(_SAVE)
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        try:
+            blob = await self._redis.hget(key_of(session_id), "d")
+        except RedisError as error:
+            raise StoreUnavailable(f"session store unavailable: {error}") from error
+        if blob is None:
+            return None
+        try:
+            return SessionRecord.decode(blob)
+        except (ValueError, KeyError, TypeError, struct.error) as error:
+            raise StoreUnavailable(f"stored session is unreadable: {error}") from error
+
+    async def save(self, record: SessionRecord, expected_version: int) -> None:
+        ttl_ms = max(1, int(record.ttl_s * 1000))
+        try:
+            answer = await self._save(keys=[key_of(record.id)],
+                                      args=[expected_version, record.version, record.encode(),
+                                            ttl_ms])
+        except RedisError as error:
+            raise StoreUnavailable(f"session store unavailable: {error}") from error
+        if int(answer) != 1:
+            found = -1 - int(answer)
+            raise StoreConflict(f"session {record.id[:8]}: stored version {found}, "
+                                f"expected {expected_version}")
+
+    async def delete(self, session_id: str) -> None:
+        try:
+            await self._redis.delete(key_of(session_id))
+        except RedisError as error:
+            raise StoreUnavailable(f"session store unavailable: {error}") from error
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except RedisError as error:
+            raise StoreUnavailable(f"session store unavailable: {error}") from error
+
+    async def close(self) -> None:
+        await self._redis.aclose()
