@@ -156,9 +156,16 @@ class DurableSessions:
         session.epoch += 1
 
     # ---- resume ----------------------------------------------------------------------
-    async def resolve(self, session_id: str, owner: str | None) -> Session:
-        """The caller's session: the local copy, else (re)loaded from the store."""
+    async def resolve(self, session_id: str, owner: str | None, verify: bool = False
+                      ) -> Session:
+        """The caller's session: the local copy, else (re)loaded from the store.
+
+        ``verify`` (a stream attaching, a position read) first checks that the store holds
+        no newer state than the local copy (the session was served elsewhere meanwhile);
+        a feed needs no check: its save is a compare-and-set."""
         session = self.registry.find(session_id)
+        if session is not None and verify and self.persistent and not session.stale:
+            await self._verify(session)
         if session is None or session.stale:
             task = self._loading.get(session_id)
             if task is None:
@@ -169,6 +176,15 @@ class DurableSessions:
         if session.owner != owner:
             raise SessionNotFound(session_id)
         return session
+
+    async def _verify(self, session: Session) -> None:
+        try:
+            stored = await self.store.version(session.id)
+        except StoreUnavailable as error:
+            self.metrics.session_store_errors.labels("unavailable").inc()
+            raise NotReady("session store unavailable") from error
+        if (stored or 0) != session.stored_version and session.inflight == 0:
+            self._mark_stale(session)
 
     async def _load(self, session_id: str, local: Session | None) -> Session:
         try:

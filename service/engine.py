@@ -285,10 +285,12 @@ class Engine:
         await self._feed_retrying(session, [], [], 0, False, reset=True)
         return self.session_info(session_id, owner)
 
-    async def open_session(self, session_id: str, owner: str | None = None) -> Session:
-        """The caller's session: held here, or resumed from the session store."""
+    async def open_session(self, session_id: str, owner: str | None = None,
+                           verify: bool = False) -> Session:
+        """The caller's session: held here, or resumed from the session store (``verify``:
+        reload it if another replica stored a newer state meanwhile)."""
         self._worker()
-        session = await self._durable_sessions().resolve(session_id, owner)
+        session = await self._durable_sessions().resolve(session_id, owner, verify)
         self._update_session_gauge()
         return session
 

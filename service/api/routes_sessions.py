@@ -41,7 +41,7 @@ async def create_session(body: CreateSessionRequest, engine: EngineDep, owner: O
 @router.get("/{session_id}", summary="A session's position and timestamps",
             responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible))
 async def get_session(session_id: str, engine: EngineDep, owner: Owner) -> SessionInfoResponse:
-    await engine.open_session(session_id, owner)  # held here, or resumed from the store
+    await engine.open_session(session_id, owner, verify=True)  # here or from the store
     return session_info(engine.session_info(session_id, owner))
 
 

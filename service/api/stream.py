@@ -67,7 +67,7 @@ async def _open(websocket: WebSocket, engine: Engine, draining: bool) -> tuple[S
     if session_id is None:
         created = await engine.create_session("", 0, owner)
         session_id = created.session_id
-    session = await engine.open_session(session_id, owner)  # here, or from the store
+    session = await engine.open_session(session_id, owner, verify=True)  # or from the store
     engine.sessions.attach(session)  # type: ignore[union-attr]
     return session, engine
 

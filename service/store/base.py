@@ -84,6 +84,10 @@ class SessionStore(Protocol):
         else raise ``StoreConflict``. The record expires after ``record.ttl_s``."""
         ...
 
+    async def version(self, session_id: str) -> int | None:
+        """The stored version (a cheap check that a local copy is still the newest)."""
+        ...
+
     async def delete(self, session_id: str) -> None: ...
 
     async def ping(self) -> None:

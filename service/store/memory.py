@@ -42,6 +42,10 @@ class MemoryStore:
                 raise StoreUnavailable(f"memory store full ({self.max_records} sessions)")
         self._records[record.id] = (time.time() + record.ttl_s, record)
 
+    async def version(self, session_id: str) -> int | None:
+        record = await self.load(session_id)
+        return None if record is None else record.version
+
     async def delete(self, session_id: str) -> None:
         self._records.pop(session_id, None)
 
