@@ -75,6 +75,11 @@ class DurableSessions:
         """Worth storing every change (the store outlives this process)."""
         return self.store.persistent
 
+    @property
+    def resumable(self) -> bool:
+        """Sessions may be reloaded from the store (persistent, or tiering is on)."""
+        return self.persistent or self.max_resident > 0
+
     def start(self) -> None:
         if self.persistent and self.durability == "write-behind":
             self._flusher = asyncio.create_task(self._flush_loop(), name="session-flusher")
@@ -214,6 +219,7 @@ class DurableSessions:
                 self.registry.delete(session)
             raise
         session.stale = False
+        session.last_used_at = time.time()  # in use now: the last to leave the pool
         self.metrics.sessions_resumed.inc()
         if local is None:
             await self.evict_idle()

@@ -43,6 +43,7 @@ from service.worker import InferenceWorker
 log = logging.getLogger(__name__)
 SPECIAL_WORDS = ("<unk>", "<eos>")
 INLINE_ENCODE_CHARS = 2000  # longer texts are normalised on a thread
+RELOAD_TRIES = 3  # feeds of a session that moved meanwhile
 
 
 @dataclass(frozen=True)
@@ -341,20 +342,20 @@ class Engine:
 
     async def _feed_retrying(self, session: Session, ids: list[int], words: list[str], k: int,
                              skip_special: bool, reset: bool) -> SessionStep:
-        """``_feed``; when another replica moved the session on, reload it and feed again."""
-        try:
-            return await self._feed(session, ids, words, k, skip_special, reset)
-        except SessionMoved:
-            session = await self.open_session(session.id, session.owner)
-        try:
-            return await self._feed(session, ids, words, k, skip_special, reset)
-        except SessionMoved:
-            raise SessionBusy(f"session {session.id!r} is being fed by another replica"
-                              ) from None
+        """``_feed``; when another replica moved the session on (or it left the pool between
+        its lookup and this feed), reload it and feed again."""
+        for _ in range(RELOAD_TRIES):
+            try:
+                return await self._feed(session, ids, words, k, skip_special, reset)
+            except SessionMoved:
+                session = await self.open_session(session.id, session.owner)
+        raise SessionBusy(f"session {session.id!r} is being fed by another replica")
 
     async def _feed(self, session: Session, ids: list[int], words: list[str], k: int,
                     skip_special: bool, reset: bool) -> SessionStep:
         registry, durable = self._registry(), self._durable_sessions()
+        if session.deleted and durable.resumable:
+            raise SessionMoved("left the state pool")  # evicted after its lookup: reload
         top_k = k + (len(SPECIAL_WORDS) if skip_special and k else 0)
         item = self._item(WorkKind.RESET if reset and not ids else WorkKind.FEED, session.slot,
                           ids, reset=reset, top_k=top_k, token_logprobs=bool(ids),
@@ -390,7 +391,7 @@ class Engine:
 
         item.on_finish = finish
         registry.begin(session)
-        result = await self._run(item)
+        result = await self._run(item, while_stopping=True)
         return result, changes[0]
 
     # ---- plumbing --------------------------------------------------------------------
@@ -402,8 +403,10 @@ class Engine:
                         future=loop.create_future(), session_key=session, reset=reset,
                         top_k=top_k, token_logprobs=token_logprobs)
 
-    async def _run(self, item: WorkItem) -> RowResult:
-        worker = self._worker()
+    async def _run(self, item: WorkItem, while_stopping: bool = False) -> RowResult:
+        """Queue ``item`` and await its result (``while_stopping``: also while the engine
+        stops, as long as the worker lives — for the final flush of session states)."""
+        worker = self._worker() if not while_stopping else self._live_worker()
         try:
             worker.submit(item)
         except ServeError:
@@ -465,6 +468,11 @@ class Engine:
         if self.checkpoint is None:
             raise NotReady("model not loaded yet")
         return self.checkpoint
+
+    def _live_worker(self) -> InferenceWorker:
+        if self.worker is None or not self.worker.alive:
+            raise NotReady("the inference worker is not running")
+        return self.worker
 
     def _worker(self) -> InferenceWorker:
         if self.worker is None or not self._ready:

@@ -68,6 +68,8 @@ async def _open(websocket: WebSocket, engine: Engine, draining: bool) -> tuple[S
         created = await engine.create_session("", 0, owner)
         session_id = created.session_id
     session = await engine.open_session(session_id, owner, verify=True)  # or from the store
+    if session.deleted:  # left the state pool between its lookup and now: load it again
+        session = await engine.open_session(session_id, owner)
     engine.sessions.attach(session)  # type: ignore[union-attr]
     return session, engine
 
