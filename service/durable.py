@@ -246,13 +246,16 @@ class DurableSessions:
         except StoreUnavailable as error:
             raise NotReady("session store unavailable") from error
 
-    async def expire(self, session: Session) -> None:
+    async def expire(self, session: Session) -> bool:
         """Local TTL expiry. A persistent store keeps its own TTL (another replica may have
-        used the session since); the memory store's copy goes with the session."""
+        used the session since), but first gets any state it lacks (False: not yet); the
+        memory store's copy goes with the session."""
+        if self.persistent and (session.dirty or session.id in self._pending):
+            return False  # the next flush stores it; a later sweep expires it here
         self.registry.delete(session)
-        self._pending.pop(session.id, None)
         if not self.persistent:
             await self.store.delete(session.id)
+        return True
 
     def prune(self) -> None:
         """Forget expired records the memory store holds (Redis expires keys itself)."""

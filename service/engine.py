@@ -284,7 +284,11 @@ class Engine:
     async def reset_session(self, session_id: str, owner: str | None = None) -> SessionInfo:
         session = await self.open_session(session_id, owner)
         await self._feed_retrying(session, [], [], 0, False, reset=True)
-        return self.session_info(session_id, owner)
+        return self._info(session)
+
+    async def describe_session(self, session_id: str, owner: str | None = None) -> SessionInfo:
+        """Position and timestamps of the caller's session, held here or in the store."""
+        return self._info(await self.open_session(session_id, owner, verify=True))
 
     async def open_session(self, session_id: str, owner: str | None = None,
                            verify: bool = False) -> Session:
@@ -311,10 +315,12 @@ class Engine:
         self._update_session_gauge()
 
     def session_info(self, session_id: str, owner: str | None = None) -> SessionInfo:
-        registry = self._registry()
-        session = registry.get(session_id, owner)
+        """Like ``describe_session`` for a session held here."""
+        return self._info(self._registry().get(session_id, owner))
+
+    def _info(self, session: Session) -> SessionInfo:
         return SessionInfo(session.id, session.position, session.created_at,
-                           session.last_used_at, registry.expires_at(session))
+                           session.last_used_at, self._registry().expires_at(session))
 
     def get_session(self, session_id: str, owner: str | None = None) -> Session:
         return self._registry().get(session_id, owner)
@@ -456,8 +462,8 @@ class Engine:
             await asyncio.sleep(self.config.session_sweep_interval_s)
             registry, durable = self._registry(), self._durable_sessions()
             for session in registry.expired():
-                await durable.expire(session)
-                self.metrics.sessions_expired.inc()
+                if await durable.expire(session):
+                    self.metrics.sessions_expired.inc()
             durable.prune()
             self._update_session_gauge()
 

@@ -41,8 +41,7 @@ async def create_session(body: CreateSessionRequest, engine: EngineDep, owner: O
 @router.get("/{session_id}", summary="A session's position and timestamps",
             responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible))
 async def get_session(session_id: str, engine: EngineDep, owner: Owner) -> SessionInfoResponse:
-    await engine.open_session(session_id, owner, verify=True)  # here or from the store
-    return session_info(engine.session_info(session_id, owner))
+    return session_info(await engine.describe_session(session_id, owner))
 
 
 @router.post("/{session_id}/feed", summary="Feed new words; get their log-prob and predictions",
