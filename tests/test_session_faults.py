@@ -62,6 +62,7 @@ class Stats:
     checked: int = 0
     mismatched: list[str] = field(default_factory=list)
     lost: int = 0
+    max_lost: int = 0  # most feeds one stream lost at once
     resumed: int = 0
     applied_unacked: int = 0
     errors: Counter[str] = field(default_factory=Counter)
@@ -70,13 +71,15 @@ class Stats:
 
 
 @contextlib.contextmanager
-def cluster(tmp_path: Path, tiny_checkpoint: Path, replicas: int = 2) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, tiny_checkpoint: Path, replicas: int = 2,
+            **settings: str) -> Iterator[Cluster]:
     started: list[ServerProcess] = []
     with running_redis(tmp_path) as redis:
         try:
             env = {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint),
                    "LSTM_SERVE_SESSION_STORE": redis.url, "LSTM_SERVE_THREADS": "1",
-                   "LSTM_SERVE_DRAIN_TIMEOUT_S": "5"}
+                   "LSTM_SERVE_DRAIN_TIMEOUT_S": "5",
+                   **{f"LSTM_SERVE_{k.upper()}": v for k, v in settings.items()}}
             for i in range(replicas):
                 started.append(start_server(env, tmp_path / f"replica-{i}.log"))
             with running_nginx([s.port for s in started], tmp_path) as port:
@@ -138,9 +141,10 @@ async def stream_client(url: str, words: list[str], expected: list[dict[str, Any
                 if position == done + 1:  # the last feed was stored, its answer was lost
                     stats.applied_unacked += 1
                     done += 1
-                elif position < done:
+                elif position < done:  # acknowledged feeds lost: count, feed them again
                     stats.lost += done - position
-                    raise AssertionError(f"session resumed at {position}, acked {done}")
+                    stats.max_lost = max(stats.max_lost, done - position)
+                    done = position
                 elif position != done:
                     raise AssertionError(f"session resumed at {position}, expected {done}")
                 while done < len(words):
@@ -196,10 +200,10 @@ def busiest_replica(cluster_: Cluster) -> ServerProcess:
     return max(cluster_.replicas, key=streams)
 
 
-def check(stats: Stats) -> None:
+def check(stats: Stats, lost: int = 0) -> None:
     assert stats.finished == STREAMS, stats
-    assert stats.lost == 0 and not stats.mismatched, stats
-    assert stats.acked + stats.applied_unacked == STREAMS * WORDS_PER_STREAM, stats
+    assert stats.lost == lost and not stats.mismatched, stats
+    assert stats.acked + stats.applied_unacked == STREAMS * WORDS_PER_STREAM + lost, stats
 
 
 def test_kill_9_mid_stream_resumes_elsewhere(tmp_path: Path, tiny_checkpoint: Path) -> None:
@@ -241,3 +245,20 @@ def test_redis_restart_never_silently_wrong(tmp_path: Path, tiny_checkpoint: Pat
     check(stats)
     assert stats.errors["not_ready"] >= 1, stats  # the outage was seen, as a clear error
     print("redis restart:", stats)
+
+
+def test_write_behind_loses_at_most_its_interval(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """kill -9 in write-behind mode: the loss is bounded by the flush interval, and every
+    feed (including the lost ones, fed again) still gives the reference's predictions."""
+    interval_s, pace_s = 0.05, 0.03
+    with cluster(tmp_path, tiny_checkpoint, session_durability="write-behind",
+                 write_behind_interval_s=str(interval_s)) as c:
+        async def fault() -> None:
+            busiest_replica(c).stop(signal.SIGKILL)
+
+        stats = asyncio.run(run_streams(c, tiny_checkpoint, fault, pace_s=pace_s))
+    check(stats, lost=stats.lost)
+    # At most the feeds of one interval (+ one flush, + one in flight), with slack for a
+    # loaded machine: far fewer than the 40 a stream sends.
+    assert stats.max_lost <= 10, stats
+    print("write-behind kill -9:", stats)
