@@ -66,7 +66,7 @@ class DurableSessions:
         self.durability = durability
         self.write_behind_interval_s = write_behind_interval_s
         self.max_resident = max_resident
-        self._pending: dict[str, tuple[Session, SessionRecord]] = {}
+        self._pending: dict[str, tuple[Session, SessionRecord, int]] = {}  # id -> + epoch
         self._loading: dict[str, asyncio.Task[Session]] = {}
         self._flusher: asyncio.Task[None] | None = None
 
@@ -106,12 +106,12 @@ class DurableSessions:
         if not self.persistent or state is None:
             return
         if session.epoch != change.epoch or session.stale:
-            raise NotReady("session state was reloaded meanwhile; retry")
+            raise SessionMoved("the copy this feed ran on is being reloaded")
         record = self._record(session, change, state)
         if self.durability == "write-behind":
-            self._pending[session.id] = (session, record)
+            self._pending[session.id] = (session, record, change.epoch)
             return
-        await self._save(session, record)
+        await self._save(session, record, change.epoch, acknowledging=True)
 
     async def persist(self, session: Session) -> None:
         """Store ``session``'s current state if the store lacks it (e.g. after a generation)."""
@@ -123,7 +123,7 @@ class DurableSessions:
     async def _snapshot_and_save(self, session: Session) -> None:
         result, change = await self.run_state_item(session, None)
         assert result.state is not None
-        await self._save(session, self._record(session, change, result.state))
+        await self._save(session, self._record(session, change, result.state), change.epoch)
 
     def _record(self, session: Session, change: Change, state: tuple[bytes, bytes]
                 ) -> SessionRecord:
@@ -131,12 +131,19 @@ class DurableSessions:
                              session.last_used_at, self.registry.ttl_s, self.model_sha256,
                              change.version, state[0], state[1], shape=self.shape)
 
-    async def _save(self, session: Session, record: SessionRecord) -> None:
+    async def _save(self, session: Session, record: SessionRecord, epoch: int,
+                    acknowledging: bool = False) -> None:
+        """Store ``record`` (made from the copy of ``epoch``). ``acknowledging``: a feed
+        waits for it, so a state that cannot be stored any more is an error, not a skip."""
         if session.save_lock is None:
             session.save_lock = asyncio.Lock()
         async with session.save_lock:  # saves of one session in order, one at a time
-            if session.stored_version >= record.version or session.stale:
-                return  # a newer state is stored already, or the copy is being reloaded
+            if session.stale or session.epoch != epoch:  # reloaded while this one waited
+                if acknowledging:
+                    raise SessionMoved("the copy this feed ran on is being reloaded")
+                return
+            if session.stored_version >= record.version:
+                return  # a newer state of this same copy is stored already
             started = time.perf_counter()
             try:
                 await self.store.save(record, session.stored_version)
@@ -150,7 +157,7 @@ class DurableSessions:
                 if self.durability == "sync":
                     self._mark_stale(session)  # the slot holds an unacknowledged state
                 else:  # acknowledged already: keep it and try again at the next flush
-                    self._pending.setdefault(session.id, (session, record))
+                    self._pending.setdefault(session.id, (session, record, epoch))
                 raise NotReady("session store unavailable") from error
             self.metrics.session_store_latency.observe(time.perf_counter() - started)
             session.stored_version = record.version
@@ -205,6 +212,7 @@ class DurableSessions:
             raise SessionIncompatible(
                 f"session {session_id!r} was made by another model "
                 f"(weights sha256 {record.model_sha256[:12]}…, state {list(record.shape)})")
+        self._pending.pop(session_id, None)  # queued states of the stale copy, if any
         if local is None:
             session = self.registry.adopt(session_id, record.owner, record.created_at,
                                           record.last_used_at, record.position, record.version)
@@ -291,8 +299,8 @@ class DurableSessions:
         if not self.persistent:
             return
         pending, self._pending = self._pending, {}
-        saves = [self._save(session, record) for session, record in pending.values()
-                 if not session.deleted]
+        saves = [self._save(session, record, epoch)
+                 for session, record, epoch in pending.values() if not session.deleted]
         saves += [self._snapshot_and_save(s) for s in self.registry
                   if s.dirty and s.id not in pending and not s.stale]
         outcomes = await asyncio.gather(*saves, return_exceptions=True)
