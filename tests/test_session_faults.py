@@ -262,3 +262,38 @@ def test_write_behind_loses_at_most_its_interval(tmp_path: Path, tiny_checkpoint
     # loaded machine: far fewer than the 40 a stream sends.
     assert stats.max_lost <= 10, stats
     print("write-behind kill -9:", stats)
+
+
+def test_http_sessions_resume_on_any_replica_but_not_another_model(
+        tmp_path: Path, tiny_checkpoint: Path, ptb_vocabulary: Any) -> None:
+    from tests.conftest import make_checkpoint
+
+    other_model = make_checkpoint(tmp_path / "other", ptb_vocabulary, seed=1)
+    with cluster(tmp_path, tiny_checkpoint) as c:
+        a, b = c.replicas
+        created = httpx.post(a.url + "/v1/sessions", json={"text": "the company"}).json()
+        sid = created["session_id"]
+        on_a = httpx.post(f"{a.url}/v1/sessions/{sid}/feed", json={"text": "said"}).json()
+        info = httpx.get(f"{b.url}/v1/sessions/{sid}").json()  # b resumes it from Redis
+        assert info["position"] == 3
+        on_b = httpx.post(f"{b.url}/v1/sessions/{sid}/feed", json={"text": "it"}).json()
+        # a's copy is older than the store's now: it notices and catches up.
+        assert httpx.get(f"{a.url}/v1/sessions/{sid}").json()["position"] == 4
+        on_a2 = httpx.post(f"{a.url}/v1/sessions/{sid}/feed", json={"text": "expects"}).json()
+        assert (on_a["position"], on_b["position"], on_a2["position"]) == (3, 4, 5)
+        reference = httpx.post(a.url + "/v1/sessions",
+                               json={"text": "the company said it"}).json()["session_id"]
+        expected = httpx.post(f"{a.url}/v1/sessions/{reference}/feed",
+                              json={"text": "expects"}).json()
+        assert abs(on_a2["logprob"] - expected["logprob"]) < TOLERANCE
+        env = {"LSTM_SERVE_MODEL_PATH": str(other_model),
+               "LSTM_SERVE_SESSION_STORE": c.redis.url, "LSTM_SERVE_THREADS": "1"}
+        other = start_server(env, tmp_path / "other.log")
+        try:
+            refused = httpx.post(f"{other.url}/v1/sessions/{sid}/feed", json={"text": "x"})
+            assert refused.status_code == 409
+            assert refused.json()["error"]["code"] == "session_incompatible"
+        finally:
+            other.stop(signal.SIGKILL)
+        httpx.delete(f"{b.url}/v1/sessions/{sid}").raise_for_status()
+        assert httpx.get(f"{a.url}/v1/sessions/{sid}").status_code == 404
