@@ -3,6 +3,8 @@
 Callers (the API, benchmarks, tests) use ``predict``, ``score``, ``generate`` and the
 session methods; each turns text into tokens once, checks it, queues one work item and
 awaits it under the request deadline. Torch runs only on the worker's thread.
+Session states can also live in a session store (``service.durable``, ``service.store``),
+so that any replica can resume a session.
 """
 
 from __future__ import annotations
