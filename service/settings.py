@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         "to the session store and come back on use (0 = no limit)")
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = torch's default)")
 
+    @field_validator("session_store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use 'memory' or a Redis URL (redis://host:port/db)")
+        return value
+
     @field_validator("api_keys")
     @classmethod
     def _strip(cls, value: str) -> str:
