@@ -3,6 +3,8 @@
 Callers (the API, benchmarks, tests) use ``predict``, ``score``, ``generate`` and the
 session methods; each turns text into tokens once, checks it, queues one work item and
 awaits it under the request deadline. Torch runs only on the worker's thread.
+Session states can also live in a session store (``service.durable``, ``service.store``),
+so that any replica can resume a session.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from typing import Any
 import torch
 
 from models.checkpoint import Checkpoint, load
+from service.durable import Change, Durability, DurableSessions, SessionMoved
 from service.errors import (
     NotReady,
     Overloaded,
     PayloadTooLarge,
     ServeError,
+    SessionBusy,
     SessionNotFound,
     Timeout,
 )
@@ -34,12 +38,14 @@ from service.runner import ModelRunner, Row, RowResult
 from service.sampling import SamplingParams
 from service.sessions import Session, SessionRegistry
 from service.state_pool import StatePool
+from service.store import SessionStore, open_store
 from service.work import DoneEvent, FinishReason, Generation, TokenEvent, WorkItem, WorkKind
 from service.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
 SPECIAL_WORDS = ("<unk>", "<eos>")
 INLINE_ENCODE_CHARS = 2000  # longer texts are normalised on a thread
+RELOAD_TRIES = 3  # feeds of a session that moved meanwhile
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,10 @@ class EngineConfig:
     max_text_chars: int = 100_000
     initial_pool_slots: int = 1024
     threads: int = 0
+    session_store: str = "memory"  # or redis://host:port/db
+    session_durability: Durability = "sync"
+    write_behind_interval_s: float = 0.05
+    max_resident_sessions: int = 0  # 0: no tiering (every live session keeps its slot)
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,7 @@ class Engine:
         self.runner: ModelRunner | None = None
         self.worker: InferenceWorker | None = None
         self.sessions: SessionRegistry | None = None
+        self.durable: DurableSessions | None = None
         self.device: torch.device | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._ready = False
@@ -104,6 +115,9 @@ class Engine:
                                       self.config.max_batch_size, self.config.max_batch_tokens,
                                       self.config.max_queue)
         self.worker.start()
+        self.durable = self._durable(open_store(self.config.session_store))
+        await self.durable.store.ping()  # a wrong URL fails the start, not the first feed
+        self.durable.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="session-sweeper")
         self.metrics.queue_capacity.set(self.config.max_queue)
         self.metrics.sessions_capacity.set(self.config.max_sessions)
@@ -117,8 +131,27 @@ class Engine:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        if self.durable is not None:
+            if self.worker is not None and self.worker.alive:
+                await self.durable.stop()  # flushes while the worker can still snapshot
+            else:
+                await self.durable.store.close()
         if self.worker is not None:
             await asyncio.to_thread(self.worker.stop)
+
+    def _durable(self, store: SessionStore) -> DurableSessions:
+        assert self.runner is not None and self.sessions is not None
+        pool, config = self.runner.pool, self.config
+        return DurableSessions(
+            store, self.sessions, self.metrics, self._checkpoint().weights_sha256,
+            (pool.layers, pool.hidden), self._state_item, durability=config.session_durability,
+            write_behind_interval_s=config.write_behind_interval_s,
+            max_resident=config.max_resident_sessions)
+
+    async def flush_sessions(self) -> None:
+        """Store every session state the store lacks (drain hand-off)."""
+        if self.durable is not None:
+            await self.durable.flush()
 
     def _warm_up(self) -> None:
         assert self.runner is not None
@@ -241,36 +274,65 @@ class Engine:
             self._registry().delete(session)
             self._update_session_gauge()
             raise
+        await self._durable_sessions().evict_idle()
         return step
 
     async def feed(self, session_id: str, text: str, k: int = 5, owner: str | None = None,
                    skip_special: bool = False) -> SessionStep:
-        session = self._registry().get(session_id, owner)
+        session = await self.open_session(session_id, owner)
         words, ids = await self._admit_and_encode(text)
-        return await self._feed(session, ids, words, k, skip_special, reset=False)
+        return await self._feed_retrying(session, ids, words, k, skip_special, reset=False)
 
     async def reset_session(self, session_id: str, owner: str | None = None) -> SessionInfo:
-        session = self._registry().get(session_id, owner)
-        await self._feed(session, [], [], 0, False, reset=True)
-        return self.session_info(session_id, owner)
+        session = await self.open_session(session_id, owner)
+        await self._feed_retrying(session, [], [], 0, False, reset=True)
+        return self._info(session)
+
+    async def describe_session(self, session_id: str, owner: str | None = None) -> SessionInfo:
+        """Position and timestamps of the caller's session, held here or in the store."""
+        return self._info(await self.open_session(session_id, owner, verify=True))
+
+    async def open_session(self, session_id: str, owner: str | None = None,
+                           verify: bool = False) -> Session:
+        """The caller's session: held here, or resumed from the session store (``verify``:
+        reload it if another replica stored a newer state meanwhile)."""
+        self._worker()
+        session = await self._durable_sessions().resolve(session_id, owner, verify)
+        self._update_session_gauge()
+        return session
+
+    async def remove_session(self, session_id: str, owner: str | None = None) -> None:
+        """Delete a session here and in the session store."""
+        await self._durable_sessions().delete(session_id, owner)
+        self._update_session_gauge()
+
+    async def persist_session(self, session: Session) -> None:
+        """Store ``session``'s state if the store lacks it (after a session generation)."""
+        await self._durable_sessions().persist(session)
 
     def delete_session(self, session_id: str, owner: str | None = None) -> None:
+        """Delete a session held here (``remove_session`` also deletes the stored copy)."""
         registry = self._registry()
         registry.delete(registry.get(session_id, owner))
         self._update_session_gauge()
 
     def session_info(self, session_id: str, owner: str | None = None) -> SessionInfo:
-        registry = self._registry()
-        session = registry.get(session_id, owner)
+        """Like ``describe_session`` for a session held here."""
+        return self._info(self._registry().get(session_id, owner))
+
+    def _info(self, session: Session) -> SessionInfo:
         return SessionInfo(session.id, session.position, session.created_at,
-                           session.last_used_at, registry.expires_at(session))
+                           session.last_used_at, self._registry().expires_at(session))
 
     def get_session(self, session_id: str, owner: str | None = None) -> Session:
         return self._registry().get(session_id, owner)
 
     def generate_in_session(self, session: Session, request: GenerationRequest
                             ) -> GenerationStream:
-        """Continue ``session`` with generated words; they become part of its history."""
+        """Continue ``session`` with generated words; they become part of its history.
+
+        The words are stored with the session by ``persist_session`` (the stream awaits it
+        before its ``done``)."""
         registry = self._registry()
         if session.deleted:
             raise SessionNotFound(session.id)
@@ -286,24 +348,59 @@ class Engine:
             raise
         return stream
 
+    async def _feed_retrying(self, session: Session, ids: list[int], words: list[str], k: int,
+                             skip_special: bool, reset: bool) -> SessionStep:
+        """``_feed``; when another replica moved the session on (or it left the pool between
+        its lookup and this feed), reload it and feed again."""
+        for _ in range(RELOAD_TRIES):
+            try:
+                return await self._feed(session, ids, words, k, skip_special, reset)
+            except SessionMoved:
+                session = await self.open_session(session.id, session.owner)
+        raise SessionBusy(f"session {session.id!r} is being fed by another replica")
+
     async def _feed(self, session: Session, ids: list[int], words: list[str], k: int,
                     skip_special: bool, reset: bool) -> SessionStep:
-        registry = self._registry()
+        registry, durable = self._registry(), self._durable_sessions()
+        if session.deleted and durable.resumable:
+            raise SessionMoved("left the state pool")  # evicted after its lookup: reload
         top_k = k + (len(SPECIAL_WORDS) if skip_special and k else 0)
         item = self._item(WorkKind.RESET if reset and not ids else WorkKind.FEED, session.slot,
                           ids, reset=reset, top_k=top_k, token_logprobs=bool(ids),
                           session=session)
+        item.capture_state = durable.persistent
+        changes: list[Change] = []
 
         def finish(outcome: Any) -> None:
             if isinstance(outcome, RowResult):
                 session.position = len(ids) if reset else session.position + len(ids)
+                changes.append(durable.changed(session))
             registry.end(session)
 
         item.on_finish = finish
         registry.begin(session)
         result = await self._run(item)
+        await durable.commit(session, changes[0], result.state)
         return SessionStep(session.id, session.position, words, sum(result.token_logprobs),
                            self._predictions(result, k, skip_special))
+
+    async def _state_item(self, session: Session, restore: tuple[bytes, bytes] | None
+                          ) -> tuple[RowResult, Change]:
+        """Write ``restore`` into the session's slot, or (None) read the slot's state."""
+        registry = self._registry()
+        item = self._item(WorkKind.RESTORE if restore else WorkKind.SNAPSHOT, session.slot, [],
+                          session=session)
+        item.restore, item.capture_state = restore, restore is None
+        changes: list[Change] = []
+
+        def finish(_: Any) -> None:
+            changes.append(Change(session.version, session.position, session.epoch))
+            registry.end(session)
+
+        item.on_finish = finish
+        registry.begin(session)
+        result = await self._run(item, while_stopping=True)
+        return result, changes[0]
 
     # ---- plumbing --------------------------------------------------------------------
     def _item(self, kind: WorkKind, slot: int, ids: list[int], *, reset: bool = False,
@@ -314,8 +411,10 @@ class Engine:
                         future=loop.create_future(), session_key=session, reset=reset,
                         top_k=top_k, token_logprobs=token_logprobs)
 
-    async def _run(self, item: WorkItem) -> RowResult:
-        worker = self._worker()
+    async def _run(self, item: WorkItem, while_stopping: bool = False) -> RowResult:
+        """Queue ``item`` and await its result (``while_stopping``: also while the engine
+        stops, as long as the worker lives — for the final flush of session states)."""
+        worker = self._worker() if not while_stopping else self._live_worker()
         try:
             worker.submit(item)
         except ServeError:
@@ -342,6 +441,7 @@ class Engine:
         def emit(event: Any) -> None:
             if session is not None and isinstance(event, TokenEvent):
                 session.position += 1
+                session.version += 1  # the store lacks this state until persist_session
             stream.emit(event)
 
         generation = Generation(request.sampling, generator, request.max_tokens,
@@ -362,10 +462,11 @@ class Engine:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.config.session_sweep_interval_s)
-            registry = self._registry()
+            registry, durable = self._registry(), self._durable_sessions()
             for session in registry.expired():
-                registry.delete(session)
-                self.metrics.sessions_expired.inc()
+                if await durable.expire(session):
+                    self.metrics.sessions_expired.inc()
+            durable.prune()
             self._update_session_gauge()
 
     def _update_session_gauge(self) -> None:
@@ -375,6 +476,11 @@ class Engine:
         if self.checkpoint is None:
             raise NotReady("model not loaded yet")
         return self.checkpoint
+
+    def _live_worker(self) -> InferenceWorker:
+        if self.worker is None or not self.worker.alive:
+            raise NotReady("the inference worker is not running")
+        return self.worker
 
     def _worker(self) -> InferenceWorker:
         if self.worker is None or not self._ready:
@@ -387,6 +493,11 @@ class Engine:
         if self.runner is None:
             raise NotReady("model not loaded yet")
         return self.runner.pool
+
+    def _durable_sessions(self) -> DurableSessions:
+        if self.durable is None:
+            raise NotReady("model not loaded yet")
+        return self.durable
 
     def _registry(self) -> SessionRegistry:
         if self.sessions is None:

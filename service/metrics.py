@@ -52,6 +52,18 @@ class Metrics:
             "lstm_serve_sessions_created_total", "Sessions created", registry=r)
         self.sessions_expired = Counter(
             "lstm_serve_sessions_expired_total", "Sessions removed by idle TTL expiry", registry=r)
+        self.sessions_resumed = Counter(
+            "lstm_serve_sessions_resumed_total",
+            "Sessions loaded back from the session store into the state pool", registry=r)
+        self.sessions_evicted = Counter(
+            "lstm_serve_sessions_evicted_total",
+            "Idle sessions moved out of the state pool to the session store", registry=r)
+        self.session_store_errors = Counter(
+            "lstm_serve_session_store_errors_total",
+            "Session store failures, by kind (unavailable, conflict)", ["kind"], registry=r)
+        self.session_store_latency = Histogram(
+            "lstm_serve_session_store_save_seconds", "Time to store one session state",
+            buckets=COMPUTE_BUCKETS_S, registry=r)
         self.streams_open = Gauge(
             "lstm_serve_streams_open", "Open WebSocket streams", registry=r)
         self.ready = Gauge(

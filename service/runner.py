@@ -30,6 +30,9 @@ class Row:
         token_logprobs: return the log-prob of each consumed token.
         top_k: return the top-k of the next-word distribution (0: none).
         distribution: return the full next-word log-probs ``[V]`` (for sampling).
+        restore: float32 bytes of (h, c), each ``[layers, hidden]``, to start from
+            instead of the slot's contents (a session resumed from the store).
+        capture_state: return the slot's new (h, c) as float32 bytes (to store it).
     """
 
     slot: int
@@ -38,6 +41,8 @@ class Row:
     token_logprobs: bool = False
     top_k: int = 0
     distribution: bool = False
+    restore: tuple[bytes, bytes] | None = None
+    capture_state: bool = False
 
 
 @dataclass
@@ -45,6 +50,7 @@ class RowResult:
     token_logprobs: list[float] = field(default_factory=list)
     top: list[tuple[int, float]] = field(default_factory=list)
     distribution: Tensor | None = None
+    state: tuple[bytes, bytes] | None = None  # float32 (h, c) bytes, if capture_state
 
 
 class ModelRunner:
@@ -73,10 +79,31 @@ class ModelRunner:
             index = torch.tensor(resets, device=self.device)
             h.index_copy_(1, index, self.start_h.expand(-1, len(resets), -1))
             c.index_copy_(1, index, self.start_c.expand(-1, len(resets), -1))
+        for i, row in enumerate(rows):
+            if row.restore is not None:
+                h[:, i], c[:, i] = (self._from_bytes(raw) for raw in row.restore)
         previous_top = h[-1]  # [B, H]: the output that predicts each row's first token
         outputs, h, c = self._run_layers(rows, h, c)
         self.pool.scatter(slots, h, c)
-        return self._decode(rows, previous_top, outputs)
+        results = self._decode(rows, previous_top, outputs)
+        self._capture(rows, results, h, c)
+        return results
+
+    def _from_bytes(self, raw: bytes) -> Tensor:
+        """float32 bytes -> ``[layers, hidden]`` on the device (raises on a wrong size)."""
+        flat = torch.frombuffer(bytearray(raw), dtype=torch.float32)
+        return flat.view(self.pool.layers, self.pool.hidden).to(self.device, self.pool.dtype)
+
+    def _capture(self, rows: list[Row], results: list[RowResult], h: Tensor, c: Tensor) -> None:
+        """Copy the new states of the rows that asked, in one device-to-host transfer."""
+        wanted = [i for i, row in enumerate(rows) if row.capture_state]
+        if not wanted:
+            return
+        index = torch.tensor(wanted, device=self.device)
+        both = torch.stack([h.index_select(1, index), c.index_select(1, index)])
+        host = both.to("cpu", torch.float32).permute(2, 0, 1, 3).contiguous().numpy()
+        for j, i in enumerate(wanted):  # host[j]: [2, layers, hidden]
+            results[i].state = (host[j, 0].tobytes(), host[j, 1].tobytes())
 
     def _run_layers(self, rows: list[Row], h: Tensor, c: Tensor) -> tuple[Tensor | None, Tensor,
                                                                             Tensor]:

@@ -7,6 +7,7 @@ hundred bytes of Python.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Iterator
@@ -27,6 +28,18 @@ class Session:
     inflight: int = 0  # queued or running work items that use the slot
     deleted: bool = False
     streaming: bool = False  # a live WebSocket is attached
+    # Durability (service.durable): ``version`` counts state changes, ``stored_version``
+    # is the one the store holds; ``stale`` means the slot must be reloaded from the store
+    # (a save failed, so the slot may hold an unacknowledged state); ``epoch`` grows then.
+    version: int = 0
+    stored_version: int = 0
+    stale: bool = False
+    epoch: int = 0
+    save_lock: asyncio.Lock | None = None
+
+    @property
+    def dirty(self) -> bool:
+        return self.version != self.stored_version
 
 
 class SessionRegistry:
@@ -51,6 +64,20 @@ class SessionRegistry:
         session = Session(secrets.token_urlsafe(24), self.pool.allocate(), owner, now, now)
         self._sessions[session.id] = session
         return session
+
+    def adopt(self, session_id: str, owner: str | None, created_at: float, last_used_at: float,
+              position: int, version: int) -> Session:
+        """A session resumed from the store (its slot still has to be restored)."""
+        if len(self._sessions) >= self.max_sessions:
+            raise Overloaded(f"session capacity full ({self.max_sessions} live)")
+        session = Session(session_id, self.pool.allocate(), owner, created_at, last_used_at,
+                          position, version=version, stored_version=version)
+        self._sessions[session_id] = session
+        return session
+
+    def find(self, session_id: str) -> Session | None:
+        """The local session with this id, whoever owns it."""
+        return self._sessions.get(session_id)
 
     def get(self, session_id: str, owner: str | None) -> Session:
         """The caller's session; another key's session is reported as not found."""

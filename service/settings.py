@@ -42,7 +42,25 @@ class Settings(BaseSettings):
     ws_ping_interval_s: float = Field(20.0, gt=0, description="server ping period on streams")
     log_json: bool = Field(False, description="log JSON lines (for containers)")
     log_level: str = Field("info", description="logging level")
+    session_store: str = Field(
+        "memory", description="where session states are kept: 'memory' (this process) or "
+        "'redis://host:port/db' (any replica can resume a session)")
+    session_durability: Literal["sync", "write-behind"] = Field(
+        "sync", description="'sync': a feed is answered after its state is stored; "
+        "'write-behind': stored every write_behind_interval_s (a crash loses at most that)")
+    write_behind_interval_s: float = Field(
+        0.05, gt=0, description="how often write-behind mode stores changed sessions")
+    max_resident_sessions: int = Field(
+        0, ge=0, description="most sessions kept in the state pool; idle ones past it move "
+        "to the session store and come back on use (0 = no limit)")
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = torch's default)")
+
+    @field_validator("session_store")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("use 'memory' or a Redis URL (redis://host:port/db)")
+        return value
 
     @field_validator("api_keys")
     @classmethod

@@ -20,6 +20,8 @@ class WorkKind(enum.Enum):
     FEED = "feed"
     RESET = "reset"
     GENERATE = "generate"
+    RESTORE = "restore"  # write a stored state into the slot
+    SNAPSHOT = "snapshot"  # read the slot's state (to store it)
 
 
 class FinishReason(enum.Enum):
@@ -78,6 +80,8 @@ class WorkItem:
     token_logprobs: bool = False
     generation: Generation | None = None
     on_finish: Callable[[Any], None] | None = None  # loop side, with the result or error
+    restore: tuple[bytes, bytes] | None = None
+    capture_state: bool = False
     cancelled: bool = False
     started: bool = False
 
@@ -100,7 +104,8 @@ class WorkItem:
         if gen is not None and self.started:
             return Row(self.slot, list(gen.pending), distribution=gen.finishing is None)
         return Row(self.slot, self.tokens, reset=self.reset, top_k=self.top_k,
-                   token_logprobs=self.token_logprobs, distribution=gen is not None)
+                   token_logprobs=self.token_logprobs, distribution=gen is not None,
+                   restore=self.restore, capture_state=self.capture_state)
 
     def cost_tokens(self) -> int:
         return max(1, len(self.tokens))

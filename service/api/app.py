@@ -27,7 +27,10 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_queue=settings.max_queue, request_timeout_s=settings.request_timeout_s,
         session_ttl_s=settings.session_ttl_s, max_sessions=settings.max_sessions,
         session_sweep_interval_s=settings.session_sweep_interval_s,
-        max_text_chars=settings.max_text_chars, threads=settings.threads)
+        max_text_chars=settings.max_text_chars, threads=settings.threads,
+        session_store=settings.session_store, session_durability=settings.session_durability,
+        write_behind_interval_s=settings.write_behind_interval_s,
+        max_resident_sessions=settings.max_resident_sessions)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = Engine(engine_config(settings), metrics)
         app.state.engine = engine
         app.state.load_error = None
+        app.state.drain.flush = engine.flush_sessions
         # Load in the background so /healthz answers (and /readyz says why) meanwhile.
         loading = asyncio.create_task(_start(app, engine))
         try:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ class Drain:
         self.draining = False
         self.inflight = 0
         self.streams: set[Closable] = set()
+        self.flush: Callable[[], Awaitable[None]] | None = None  # stores session states
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -38,13 +40,24 @@ class Drain:
             self._idle.set()
 
     async def drain(self, timeout_s: float) -> None:
-        """Stop taking work, close streams with 1012 (reconnect elsewhere), wait for requests."""
+        """Stop taking work, store session states, close streams with 1012 (the client
+        reconnects elsewhere and resumes from the store), wait for requests, store again."""
         self.draining = True
         started = time.monotonic()
         log.info("draining: %d requests in flight, %d streams", self.inflight, len(self.streams))
+        await self._flush()  # before the 1012s, so a reconnecting client finds the newest state
         for stream in list(self.streams):
             with contextlib.suppress(Exception):
                 await stream.close(SERVICE_RESTART, "server draining")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout_s)
+        await self._flush()
         log.info("drained in %.2fs (%d requests left)", time.monotonic() - started, self.inflight)
+
+    async def _flush(self) -> None:
+        if self.flush is None:
+            return
+        try:
+            await self.flush()
+        except Exception:  # logged by the store glue; draining goes on
+            log.exception("storing session states on drain failed")

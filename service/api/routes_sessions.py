@@ -39,13 +39,14 @@ async def create_session(body: CreateSessionRequest, engine: EngineDep, owner: O
 
 
 @router.get("/{session_id}", summary="A session's position and timestamps",
-            responses=responses(*_COMMON, errors.SessionNotFound))
+            responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible))
 async def get_session(session_id: str, engine: EngineDep, owner: Owner) -> SessionInfoResponse:
-    return session_info(engine.session_info(session_id, owner))
+    return session_info(await engine.describe_session(session_id, owner))
 
 
 @router.post("/{session_id}/feed", summary="Feed new words; get their log-prob and predictions",
-             responses=responses(*_COMMON, errors.SessionNotFound, errors.PayloadTooLarge))
+             responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible,
+                                 errors.PayloadTooLarge))
 async def feed(session_id: str, body: FeedRequest, engine: EngineDep, owner: Owner,
                settings: SettingsDep) -> FeedResponse:
     step = await engine.feed(session_id, body.text, check_k(body.k, settings), owner,
@@ -55,7 +56,7 @@ async def feed(session_id: str, body: FeedRequest, engine: EngineDep, owner: Own
 
 
 @router.post("/{session_id}/reset", summary="Back to the sentence start, position 0",
-             responses=responses(*_COMMON, errors.SessionNotFound))
+             responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible))
 async def reset(session_id: str, engine: EngineDep, owner: Owner) -> SessionInfoResponse:
     return session_info(await engine.reset_session(session_id, owner))
 
@@ -63,5 +64,5 @@ async def reset(session_id: str, engine: EngineDep, owner: Owner) -> SessionInfo
 @router.delete("/{session_id}", status_code=204, summary="Delete a session",
                responses=responses(*_COMMON, errors.SessionNotFound))
 async def delete(session_id: str, engine: EngineDep, owner: Owner) -> Response:
-    engine.delete_session(session_id, owner)
+    await engine.remove_session(session_id, owner)
     return Response(status_code=204)

@@ -67,7 +67,9 @@ async def _open(websocket: WebSocket, engine: Engine, draining: bool) -> tuple[S
     if session_id is None:
         created = await engine.create_session("", 0, owner)
         session_id = created.session_id
-    session = engine.get_session(session_id, owner)
+    session = await engine.open_session(session_id, owner, verify=True)  # or from the store
+    if session.deleted:  # left the state pool between its lookup and now: load it again
+        session = await engine.open_session(session_id, owner)
     engine.sessions.attach(session)  # type: ignore[union-attr]
     return session, engine
 
@@ -168,18 +170,21 @@ class StreamConnection:
             await self._send_ready(message.id)
         elif isinstance(message, WsClose):
             self.closed = True
-            self.engine.delete_session(self.session.id, self.session.owner)
+            await self.engine.remove_session(self.session.id, self.session.owner)
             with contextlib.suppress(Exception):
                 await self.ws.close(1000)
 
     async def _generate(self, message: WsGenerate) -> None:
         request = generation_request(message, self.settings)
+        # Reloads the state in place if a failed save left it stale.
+        await self.engine.open_session(self.session.id, self.session.owner)
         self.generation = self.engine.generate_in_session(self.session, request)
         try:
             async for word in self.generation:
                 await self._send({"type": "token", "word": word.word,
                                   "position": word.position}, message.id)
             reason = self.generation.finish_reason
+            await self.engine.persist_session(self.session)  # stored before "done"
             await self._send({"type": "done", "finish_reason": reason.value,  # type: ignore[union-attr]
                               "text": self.generation.text, "position": self.session.position},
                              message.id)

@@ -1,0 +1,97 @@
+"""The session store interface and the one byte format a stored session has.
+
+A record is a small JSON header plus the raw float32 bytes of ``h`` and ``c`` (each
+``[layers, hidden]``, C order): no pickle, so a store cannot make a server run code,
+and any replica (any language) can read it back.
+
+Every save is a compare-and-set on ``version``: a replica that writes over a newer
+state (the session moved to another replica meanwhile) gets ``StoreConflict`` instead of
+silently overwriting it.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+MAGIC = b"LSS1"
+_HEADER = struct.Struct("<4sI")  # magic, header length
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached (or answered an error); never means 'not found'."""
+
+
+class StoreConflict(Exception):
+    """A save found another version (or none) where it expected ``expected_version``."""
+
+
+@dataclass
+class SessionRecord:
+    """One session as stored: enough for any replica to resume it exactly.
+
+    ``h`` and ``c`` are float32 bytes of shape ``shape`` = ``[layers, hidden]``.
+    ``version`` counts state changes; it only grows.
+    """
+
+    id: str
+    owner: str | None
+    position: int
+    created_at: float  # unix seconds
+    last_used_at: float  # unix seconds
+    ttl_s: float
+    model_sha256: str
+    version: int
+    h: bytes
+    c: bytes
+    dtype: str = "float32"
+    shape: tuple[int, int] = (0, 0)
+
+    def encode(self) -> bytes:
+        header = {k: v for k, v in asdict(self).items() if k not in ("h", "c")}
+        header["shape"] = list(self.shape)
+        raw = json.dumps(header, separators=(",", ":")).encode()
+        return _HEADER.pack(MAGIC, len(raw)) + raw + self.h + self.c
+
+    @classmethod
+    def decode(cls, blob: bytes) -> SessionRecord:
+        magic, length = _HEADER.unpack_from(blob)
+        if magic != MAGIC:
+            raise ValueError("not a stored lstm-serve session")
+        start = _HEADER.size
+        header = json.loads(blob[start : start + length])
+        body = blob[start + length :]
+        half = len(body) // 2
+        layers, hidden = header.pop("shape")
+        if header.get("dtype") != "float32" or half != layers * hidden * 4:
+            raise ValueError("stored session has an unexpected state layout")
+        return cls(**header, shape=(layers, hidden), h=body[:half], c=body[half:])
+
+
+class SessionStore(Protocol):
+    """Async key-value store of ``SessionRecord``s, keyed by session id."""
+
+    persistent: bool  # survives this process (worth writing after every feed)
+
+    async def load(self, session_id: str) -> SessionRecord | None:
+        """The record, or None when there is none (never expired ones)."""
+        ...
+
+    async def save(self, record: SessionRecord, expected_version: int) -> None:
+        """Store ``record`` if the stored version is ``expected_version`` (0: none stored);
+        else raise ``StoreConflict``. The record expires after ``record.ttl_s``."""
+        ...
+
+    async def version(self, session_id: str) -> int | None:
+        """The stored version (a cheap check that a local copy is still the newest)."""
+        ...
+
+    async def delete(self, session_id: str) -> None: ...
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` when the store cannot be used."""
+        ...
+
+    async def close(self) -> None: ...
