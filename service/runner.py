@@ -81,7 +81,8 @@ class ModelRunner:
             c.index_copy_(1, index, self.start_c.expand(-1, len(resets), -1))
         for i, row in enumerate(rows):
             if row.restore is not None:
-                h[:, i], c[:, i] = (self._from_bytes(raw) for raw in row.restore)
+                h[:, i] = self._from_bytes(row.restore[0], self.pool.hidden)
+                c[:, i] = self._from_bytes(row.restore[1], self.pool.cell_size)
         previous_top = h[-1]  # [B, H]: the output that predicts each row's first token
         outputs, h, c = self._run_layers(rows, h, c)
         self.pool.scatter(slots, h, c)
@@ -89,10 +90,10 @@ class ModelRunner:
         self._capture(rows, results, h, c)
         return results
 
-    def _from_bytes(self, raw: bytes) -> Tensor:
-        """float32 bytes -> ``[layers, hidden]`` on the device (raises on a wrong size)."""
-        flat = torch.frombuffer(bytearray(raw), dtype=torch.float32)
-        return flat.view(self.pool.layers, self.pool.hidden).to(self.device, self.pool.dtype)
+    def _from_bytes(self, raw: bytes, width: int) -> Tensor:
+        """float32 bytes -> ``[layers, width]`` on the device (raises on a wrong size)."""
+        flat = torch.frombuffer(bytearray(raw), dtype=torch.float32) if raw else torch.empty(0)
+        return flat.view(self.pool.layers, width).to(self.device, self.pool.dtype)
 
     def _capture(self, rows: list[Row], results: list[RowResult], h: Tensor, c: Tensor) -> None:
         """Copy the new states of the rows that asked, in one device-to-host transfer."""
@@ -100,10 +101,11 @@ class ModelRunner:
         if not wanted:
             return
         index = torch.tensor(wanted, device=self.device)
-        both = torch.stack([h.index_select(1, index), c.index_select(1, index)])
-        host = both.to("cpu", torch.float32).permute(2, 0, 1, 3).contiguous().numpy()
-        for j, i in enumerate(wanted):  # host[j]: [2, layers, hidden]
-            results[i].state = (host[j, 0].tobytes(), host[j, 1].tobytes())
+        # [B, layers, width] each; c has width 0 for rnn/gru.
+        h_host, c_host = (t.index_select(1, index).to("cpu", torch.float32).transpose(0, 1)
+                          .contiguous().numpy() for t in (h, c))
+        for j, i in enumerate(wanted):
+            results[i].state = (h_host[j].tobytes(), c_host[j].tobytes())
 
     def _run_layers(self, rows: list[Row], h: Tensor, c: Tensor) -> tuple[Tensor | None, Tensor,
                                                                             Tensor]:

@@ -63,11 +63,12 @@ class SessionRecord:
         start = _HEADER.size
         header = json.loads(blob[start : start + length])
         body = blob[start + length :]
-        half = len(body) // 2
         layers, hidden = header.pop("shape")
-        if header.get("dtype") != "float32" or half != layers * hidden * 4:
+        h_bytes = layers * hidden * 4
+        # c is as large as h for the LSTM family, empty for rnn/gru (state h only).
+        if header.get("dtype") != "float32" or len(body) not in (h_bytes, 2 * h_bytes):
             raise ValueError("stored session has an unexpected state layout")
-        return cls(**header, shape=(layers, hidden), h=body[:half], c=body[half:])
+        return cls(**header, shape=(layers, hidden), h=body[:h_bytes], c=body[h_bytes:])
 
 
 class SessionStore(Protocol):

@@ -1,0 +1,312 @@
+"""``REPORT.md`` and PNG plots from the ``results.json`` document of ``bench.http_bench``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+SPEEDUP_TARGET = 5.0
+ECHO_SHARE_TARGET = 0.5
+WS_FEEDS_TARGET = 5000.0
+WS_P99_TARGET_MS = 100.0
+HEADLINE_LEVEL = 64
+WS_HEADLINE_SESSIONS = 1000
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    return a / b if a and b else None
+
+
+def _by_level(levels: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    return {int(r["connections"]): r for r in levels}
+
+
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else (" (target met)" if ok else " (**target missed**)")
+
+
+def _header(doc: dict[str, Any]) -> list[str]:
+    m = doc["machine"]
+    s = doc["settings"]
+    load = m.get("loadavg_at_start")
+    return [
+        "# lstm-serve HTTP benchmark (issue 6)",
+        "",
+        f"- command: `{doc['command']}`",
+        f"- date: {doc['started_utc']} to {doc.get('finished_utc', '?')} (UTC)",
+        f"- machine: {m['nproc']} CPUs (nproc), {m['cpu_model']}; torch {m['torch_version']} "
+        f"with {m['torch_threads']} threads; Python {m['python']}; {m['platform']}",
+        f"- client: {m['wrk'] or 'wrk'}; `lstm-serve-bench` with "
+        f"{s['client_processes']} processes; open files soft limit {doc['nofile'].get('soft')}",
+        f"- load average at start: {', '.join(f'{x:.2f}' for x in load) if load else '-'}; "
+        "client and server share the same cores",
+        f"- model: `{s['model']}`; {s['duration_s']:g} s per level, {s['warmup_s']:g} s wrk "
+        "warm-up after each server start" + (" (**--quick smoke run**)" if s["quick"] else ""),
+        "",
+    ]
+
+
+def _predict_section(doc: dict[str, Any]) -> list[str]:
+    part = doc["parts"].get("predict")
+    lines = ["## 1. `POST /v1/predict` under wrk: batching on vs off", ""]
+    if not part or "error" in part:
+        return [*lines, f"Not measured: {part.get('error') if part else 'skipped'}", ""]
+    on = _by_level(part["batching_on"]["levels"])
+    off = _by_level(part["batching_off"]["levels"])
+    lines += [
+        "`wrk -t2 -cN --latency -s bench/wrk_predict.lua` (closed loop, -t1 at N=1); batching on ="
+        " default settings, off = `LSTM_SERVE_MAX_BATCH_SIZE=1`. Latency in ms; errors = non-2xx"
+        " + socket errors.",
+        "",
+        "| connections | on req/s | on p50 | on p99 | on errors | off req/s | off p50 | off p99 "
+        "| off errors | speed-up |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for level in sorted(set(on) | set(off)):
+        a, b = on.get(level, {}), off.get(level, {})
+        ratio = _ratio(a.get("rps"), b.get("rps"))
+        lines.append(
+            f"| {level} | {_num(a.get('rps'))} | {_num(a.get('latency_ms', {}).get('p50'), 2)} | "
+            f"{_num(a.get('latency_ms', {}).get('p99'), 2)} | {a.get('errors', '-')} | "
+            f"{_num(b.get('rps'))} | {_num(b.get('latency_ms', {}).get('p50'), 2)} | "
+            f"{_num(b.get('latency_ms', {}).get('p99'), 2)} | {b.get('errors', '-')} | "
+            f"{_num(ratio, 2)}x |")
+    lines.append("")
+    if HEADLINE_LEVEL in on and HEADLINE_LEVEL in off:
+        ratio = _ratio(on[HEADLINE_LEVEL].get("rps"), off[HEADLINE_LEVEL].get("rps"))
+        met = ratio >= SPEEDUP_TARGET if ratio else None
+        lines.append(f"**Batching speed-up at {HEADLINE_LEVEL} connections: {_num(ratio, 2)}x** "
+                     f"(target >= {SPEEDUP_TARGET:g}x){_mark(met)}.")
+    else:
+        lines.append(f"(The headline level {HEADLINE_LEVEL} was not in this run.)")
+    return [*lines, ""]
+
+
+def _echo_section(doc: dict[str, Any]) -> list[str]:
+    part = doc["parts"].get("echo")
+    lines = ["## 2. HTTP ceiling: bare FastAPI echo app (one uvicorn worker)", ""]
+    if not part or "error" in part:
+        return [*lines, f"Not measured: {part.get('error') if part else 'skipped'}", ""]
+    echo = _by_level(part["levels"])
+    predict = doc["parts"].get("predict") or {}
+    on_levels = [] if "error" in predict else predict.get("batching_on", {}).get("levels", [])
+    on = _by_level(on_levels)
+    lines += [
+        "`uvicorn bench.echo_app:app --workers 1` (fixed answer, no model) under the same wrk "
+        "load; predict = batching on from part 1.",
+        "",
+        "| connections | echo req/s | echo p50 | echo p99 | echo errors | predict req/s "
+        "| predict / echo |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for level in sorted(echo):
+        e = echo[level]
+        p = on.get(level, {})
+        lines.append(
+            f"| {level} | {_num(e.get('rps'))} | {_num(e['latency_ms'].get('p50'), 2)} | "
+            f"{_num(e['latency_ms'].get('p99'), 2)} | {e['errors']} | {_num(p.get('rps'))} | "
+            f"{_pct(_ratio(p.get('rps'), e.get('rps')))} |")
+    lines.append("")
+    if HEADLINE_LEVEL in echo and HEADLINE_LEVEL in on:
+        share = _ratio(on[HEADLINE_LEVEL].get("rps"), echo[HEADLINE_LEVEL].get("rps"))
+        lines.append(f"**Predict throughput at {HEADLINE_LEVEL} connections = {_pct(share)} of "
+                     f"the echo ceiling** (target >= {ECHO_SHARE_TARGET:.0%})"
+                     f"{_mark(share >= ECHO_SHARE_TARGET if share else None)}.")
+    else:
+        lines.append(f"(The headline level {HEADLINE_LEVEL} was not in this run.)")
+    return [*lines, ""]
+
+
+def _ws_section(doc: dict[str, Any]) -> list[str]:
+    part = doc["parts"].get("ws")
+    lines = ["## 3. WebSocket streaming (`WS /v1/stream`)", ""]
+    if not part or "error" in part:
+        return [*lines, f"Not measured: {part.get('error') if part else 'skipped'}", ""]
+    nproc = doc["machine"]["nproc"] or 1
+    lines += [
+        "`lstm-serve-bench ws --concurrency N --processes 2` (closed loop: every session feeds one "
+        "word, waits for its predictions, feeds the next). Latency in ms. Client CPU = the load "
+        f"generator's CPU time over wall time, in cores and as a share of the {nproc} CPUs the "
+        "server also runs on.",
+        "",
+        "| sessions | feeds/s | p50 | p99 | errors | client CPU (cores) | client share "
+        "| note |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    notes: list[str] = []
+    for run in part["levels"]:
+        n = run["sessions"]
+        if "error" in run:
+            lines.append(f"| {n} | - | - | - | - | - | - | failed: {run['error'][:120]} |")
+            notes.append(f"{n} sessions could not be measured: {run['error'][:300]}")
+            continue
+        op = run["ops"].get("ws_feed", run["ops"]["total"])
+        cores = sum(run["client"]["cpu_util_per_process"])
+        note = []
+        if run["client"]["saturated"]:
+            note.append("client busy/starved: client-bound")
+        if op["errors"]:
+            codes = ", ".join(f"{c}={k}" for c, k in op["errors_by_code"].items())
+            note.append(codes)
+        lines.append(
+            f"| {n} | {_num(op['throughput_rps'])} | {_num(op['latency_ms']['p50'], 2)} | "
+            f"{_num(op['latency_ms']['p99'], 2)} | {op['errors']} | {cores:.2f} | "
+            f"{cores / nproc:.0%} | {'; '.join(note)} |")
+        if n == WS_HEADLINE_SESSIONS:
+            feeds, p99 = op["throughput_rps"] or 0.0, op["latency_ms"]["p99"]
+            ok = feeds >= WS_FEEDS_TARGET and p99 is not None and p99 <= WS_P99_TARGET_MS
+            notes.append(f"**{n} sessions: {_num(feeds)} feeds/s, p99 {_num(p99, 1)} ms** "
+                         f"(targets >= {WS_FEEDS_TARGET:,.0f} feeds/s, p99 <= "
+                         f"{WS_P99_TARGET_MS:g} ms){_mark(ok)}.")
+    lines.append("")
+    if notes:
+        lines += [*notes, ""]
+    lines.append("The client shares the box with the server: when it uses a large share of the "
+                 "CPUs, the server's feeds/s and latency are limited by the client, not the model.")
+    return [*lines, ""]
+
+
+def _overload_section(doc: dict[str, Any]) -> list[str]:
+    run = doc["parts"].get("overload")
+    lines = ["## 4. Open-loop overload at 2x saturation", ""]
+    if not run or "error" in run or "summary" not in run:
+        err = run.get("error") if run else "skipped"
+        return [*lines, f"Not measured: {err}", ""]
+    s, r = run["summary"], run["readyz"]
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items()))
+    clean = s["only_200_429"] and s["http_5xx"] == 0
+    lines += [
+        ("Saturation = best batching-on req/s of part 1" if not doc["settings"].get(
+            "saturation_rps") else "Saturation (given by --saturation-rps)")
+        + f" = {_num(run['saturation_rps'])}; "
+        f"`lstm-serve-bench predict --rate {run['target_rate']:.0f} --processes 2` (open loop, "
+        f"pool of {doc['settings'].get('overload_connections', 256)} connections, no "
+        "warm-up: latency from the scheduled send time) against a "
+        f"server with `LSTM_SERVE_MAX_QUEUE={run['env']['LSTM_SERVE_MAX_QUEUE']}`; `/readyz` "
+        "polled every 0.5 s during the run.",
+        "",
+        "| metric | value |",
+        "| --- | ---: |",
+        f"| offered rate (req/s) | {_num(run['target_rate'])} |",
+        f"| sent | {run['dispatched']} ({_num(s.get('sent_rps'))}/s) |",
+        f"| accepted (200) req/s | {_num(s['accepted_rps'])} |",
+        f"| share of 429 | {_pct(s['share_429'])} |",
+        f"| p50 / p99 of accepted (ms) | {_num(s['p50_accepted_ms'], 1)} / "
+        f"{_num(s['p99_accepted_ms'], 1)} |",
+        f"| HTTP statuses seen | {statuses} |",
+        f"| no HTTP answer (client-side) | {s['no_http_answer']} |",
+        f"| 5xx | {s['http_5xx']} |",
+        f"| `/readyz` non-200 / polls | {r['not_ready']} / {r['polls']} |",
+        "",
+        f"Only 200/429 and no 5xx: **{'yes' if clean else 'NO'}**; readiness held: "
+        f"**{'yes' if r['not_ready'] == 0 and r['polls'] else 'NO'}**.",
+    ]
+    if not s.get("overload_reached", True):
+        lines.append(f"**Overload was not reached**: no 429 at all; the client sent only "
+                     f"{_num(s.get('sent_rps'))} req/s of the {_num(run['target_rate'])} offered "
+                     "(see `client:not_sent` and the client CPU/loop lag), so this run does not "
+                     "show the server's overload behaviour. Rerun with more free CPU for the "
+                     "client.")
+    if s["errors_by_code"]:
+        codes = ", ".join(f"{c}={n}" for c, n in s["errors_by_code"].items())
+        lines.append(f"Errors by code: {codes}. `client:*` codes are the load generator's own "
+                     "(e.g. `client:not_sent`: the Python client could not keep the schedule), "
+                     "not server answers; the 429 share is over answered requests.")
+    if run["client"]["saturated"]:
+        lines.append("The client was busy or starved during this run (see results.json).")
+    return [*lines, ""]
+
+
+def plot(doc: dict[str, Any], out: Path) -> list[str]:
+    """``throughput.png`` (req/s vs connections) and ``latency.png`` (p99 vs req/s)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    predict = doc["parts"].get("predict") or {}
+    echo = doc["parts"].get("echo") or {}
+    series = []
+    if "error" not in predict:
+        for tag, label in (("batching_on", "predict, batching on"),
+                           ("batching_off", "predict, batching off")):
+            if tag in predict:
+                series.append((label, predict[tag]["levels"]))
+    if "error" not in echo and "levels" in echo:
+        series.append(("echo app (HTTP ceiling)", echo["levels"]))
+    if not series:
+        return []
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, levels in series:
+        pts = [(r["connections"], r["rps"]) for r in levels if r.get("rps")]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")  # the echo ceiling is often 10x the model's throughput
+    ax.set_xlabel("wrk connections")
+    ax.set_ylabel("requests/s (log)")
+    ax.set_title("POST /v1/predict throughput vs concurrency")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "throughput.png", dpi=110)
+    plt.close(fig)
+    written.append("throughput.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, levels in series:
+        pts = [(r["rps"], r["latency_ms"]["p99"]) for r in levels
+               if r.get("rps") and r["latency_ms"].get("p99")]
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label=label)
+            for r in levels:
+                if r.get("rps") and r["latency_ms"].get("p99"):
+                    ax.annotate(str(r["connections"]), (r["rps"], r["latency_ms"]["p99"]),
+                                fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_yscale("log")
+    ax.set_xlabel("requests/s")
+    ax.set_ylabel("p99 latency (ms, wrk)")
+    ax.set_title("p99 vs throughput (labels: connections)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=110)
+    plt.close(fig)
+    written.append("latency.png")
+    return written
+
+
+def write_report(doc: dict[str, Any], out: Path) -> Path:
+    """Write ``REPORT.md`` (and the plots) into ``out``; returns the report's path."""
+    try:
+        pngs = plot(doc, out)
+    except Exception as exc:  # a plot failure must not lose the tables
+        pngs = []
+        doc.setdefault("plot_error", str(exc))
+    lines = [*_header(doc), *_predict_section(doc), *_echo_section(doc), *_ws_section(doc),
+             *_overload_section(doc)]
+    lines += [
+        "## 5. Memory at 100,000 live sessions",
+        "",
+        "Not measured over HTTP here; see the engine benchmark (`bench/engine_bench.py`).",
+        "",
+    ]
+    if pngs:
+        lines += ["## Plots", ""] + [f"![{p}]({p})" for p in pngs] + [""]
+    lines += ["Raw wrk output, loadgen JSON and server logs: `raw/`; every number: "
+              "`results.json`.", ""]
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines))
+    return path
