@@ -22,7 +22,7 @@ _IRREGULAR_NEGATIONS = {"can't": ["ca", "n't"], "won't": ["wo", "n't"], "cannot"
 _LEADING_PUNCT = "\"'`([{$#"
 _TRAILING_PUNCT = ".,;:!?\"')]}"
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Normalizer:
         the full stop of ``end.``) and maps unknown words to ``<unk>``.
         """
         out: list[str] = []
-        lines = _LINE_BREAK.split(text)
+        lines = LINE_BREAK.split(text)
         for index, line in enumerate(lines):
             for raw in line.split():
                 out.extend(self._word(raw, vocabulary))

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from models.checkpoint import Checkpoint, load
+from models.tokenizer import Tokenizer
 from service.durable import Change, Durability, DurableSessions, SessionMoved
 from service.errors import (
     NotReady,
@@ -91,6 +92,7 @@ class Engine:
         self.config = config
         self.metrics = metrics or Metrics()
         self.checkpoint: Checkpoint | None = None
+        self.tokenizer: Tokenizer | None = None
         self.runner: ModelRunner | None = None
         self.worker: InferenceWorker | None = None
         self.sessions: SessionRegistry | None = None
@@ -106,6 +108,7 @@ class Engine:
             torch.set_num_threads(self.config.threads)
         self.device = pick_device(self.config.device)
         self.checkpoint = await asyncio.to_thread(load, self.config.model_path, self.device)
+        self.tokenizer = Tokenizer(self.checkpoint.normalizer, self.checkpoint.vocabulary)
         self.runner = await asyncio.to_thread(
             ModelRunner, self.checkpoint, self.device, self.config.initial_pool_slots)
         await asyncio.to_thread(self._warm_up)
@@ -208,9 +211,9 @@ class Engine:
         if len(text) > self.config.max_text_chars:
             raise PayloadTooLarge(
                 f"text has {len(text)} characters; the limit is {self.config.max_text_chars}")
-        checkpoint = self._checkpoint()
-        words = checkpoint.normalizer.words(text, checkpoint.vocabulary)
-        return words, checkpoint.vocabulary.encode(words)
+        if self.tokenizer is None:
+            raise NotReady("model not loaded yet")
+        return self.tokenizer.encode(text)
 
     async def _admit_and_encode(self, text: str) -> tuple[list[str], list[int]]:
         """Refuse at once when full (before any normalising), then encode; long texts are

@@ -56,3 +56,18 @@ def test_config_round_trip() -> None:
         assert Normalizer.from_config(normalizer.to_config()) == normalizer
     with pytest.raises(ValueError, match="unknown normalizer"):
         Normalizer("bpe")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["It's 1999", "a\nb", "a\n", "\n", "", "x\r\ny", "a\n\nb", "a\rb", "tail \n\n",
+     "Mr. Smith's dog can't go.\n  next line  ", "line\u2028sep", "zzqx unknown-words here"],
+)
+def test_cached_tokenizer_equals_normalizer(text: str, ptb_vocabulary: Vocabulary) -> None:
+    from models.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer(PTB, ptb_vocabulary, cache_entries=3)
+    for _ in range(2):  # cold, then from the cache (which also overflows and clears)
+        words, ids = tokenizer.encode(text)
+        assert words == PTB.words(text, ptb_vocabulary)
+        assert ids == ptb_vocabulary.encode(words)
