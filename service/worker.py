@@ -57,7 +57,6 @@ class InferenceWorker:
             if item.generation is not None and len(self._active) >= self.max_queue:
                 raise Overloaded(f"too many running generations ({len(self._active)})")
             self._queue.append(item)
-            self.metrics.queue_depth.set(len(self._queue))
             self._cond.notify()
 
     def cancel(self, item: WorkItem) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from collections.abc import AsyncIterator
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Batched, stateful serving of recurrent (LSTM) language models",
         version="0.1.0",
         lifespan=lifespan,
+        **_no_native_telemetry(),
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -72,6 +74,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ServingMiddleware, metrics=metrics, drain=app.state.drain,
                        max_body_bytes=settings.max_body_bytes)
     return app
+
+
+def _no_native_telemetry() -> dict[str, object]:
+    """Newer FastAPI asks OpenTelemetry's environment on every request; we export our own
+    Prometheus metrics, so switch that off where the option exists."""
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
+        return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    return {}
 
 
 async def _start(app: FastAPI, engine: Engine) -> None:

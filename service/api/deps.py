@@ -1,4 +1,7 @@
-"""Request-scoped access to what the lifespan hangs on ``app.state``."""
+"""Request-scoped access to what the lifespan hangs on ``app.state``.
+
+All dependencies are ``async def``: a plain ``def`` would cost a thread-pool hop per request.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from service.errors import NotReady
 from service.settings import Settings
 
 
-def ready_engine(request: Request) -> Engine:
+async def ready_engine(request: Request) -> Engine:
     """The engine, or ``not_ready`` while it loads, drains or after its worker died."""
     engine: Engine = request.app.state.engine
     if request.app.state.drain.draining:
@@ -19,5 +22,5 @@ def ready_engine(request: Request) -> Engine:
     return engine
 
 
-def settings_of(request: Request) -> Settings:
+async def settings_of(request: Request) -> Settings:
     return request.app.state.settings

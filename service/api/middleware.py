@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
+import random
 import time
 from typing import Any
 
@@ -35,7 +35,7 @@ class ServingMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _header(scope, b"x-request-id") or secrets.token_hex(8)
+        request_id = _header(scope, b"x-request-id") or f"{random.getrandbits(64):016x}"
         status = {"code": 500}
 
         async def send_wrapper(message: Message) -> None:
