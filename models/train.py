@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cell", choices=CELL_TYPES, help="recurrent cell (default: recipe's)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
+    parser.add_argument("--lr", type=float, help="learning rate (with --resume: from now on)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     recipe = RECIPES[args.recipe]
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size,
+                 "lr": None if args.resume else args.lr,
                  "seed": args.seed, "cell": args.cell}
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
     if args.threads:
@@ -101,12 +102,14 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(args.device)
     normalizer = Normalizer(kind=args.normalizer, lowercase=args.normalizer == "ptb")
     start_epoch, lr, best_valid, elapsed_before = 1, recipe.lr, math.inf, 0.0
+    history: list[list[float]] = []  # [epoch, lr, valid perplexity] of every epoch
     if args.resume:
         resumed = load(args.resume, device)
         model, vocabulary = resumed.model, resumed.vocabulary
         state = resumed.card["training"]
-        start_epoch, lr = state["epochs"] + 1, state["lr"]
+        start_epoch, lr = state["epochs"] + 1, args.lr or state["lr"]
         best_valid, elapsed_before = state["best_valid_nll"], state["seconds"]
+        history = list(state.get("history", []))
     else:
         vocabulary = Vocabulary.from_corpus(read_lines(split_path(args.data, "train")))
         config = ModelConfig(
@@ -140,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{math.exp(valid_nll):.2f} lr {lr:.4g} {epoch_seconds:.0f}s "
               f"{'(best)' if improved else ''}", flush=True)
         best_valid = min(best_valid, valid_nll)
+        history.append([epoch, lr, round(math.exp(valid_nll), 2)])
         card = {
             "training": {
                 "recipe": args.recipe, "hyperparameters": recipe.to_dict(), "epochs": epoch,
@@ -147,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                 "device": str(device), "torch": torch.__version__,
                 "threads": torch.get_num_threads(), "data": str(args.data.name),
+                "history": history,
             },
             "data": {"name": args.data.name, "normalizer": normalizer.kind},
         }

@@ -136,37 +136,49 @@ class ModelRunner:
 
     def _decode(self, rows: list[Row], previous_top: Tensor, outputs: Tensor | None
                 ) -> list[RowResult]:
+        """Decode only the positions someone needs, gathered by index in two selects.
+
+        Hidden vectors are addressed in ``[previous_top (B rows); outputs flattened]``:
+        token t of a row is predicted by the vector before it (the previous top state for
+        t = 0), and the next-word distribution comes from the row's last vector.
+        """
         results = [RowResult() for _ in rows]
-        last_vectors: list[Tensor] = []
-        needs_last: list[int] = []
-        scored_hidden: list[Tensor] = []
+        batch = previous_top.shape[0]
+        width = outputs.shape[1] if outputs is not None else 0
+        scored_index: list[int] = []
         scored_targets: list[int] = []
         scored_rows: list[tuple[int, int]] = []  # (row index, count)
-        active_position = 0
+        last_index: list[int] = []
+        needs_last: list[int] = []
+        active = 0
         for i, row in enumerate(rows):
             n = len(row.tokens)
+            base = batch + active * width
             if n:
-                row_out = outputs[active_position, :n]  # type: ignore[index]
-                active_position += 1
-                last = row_out[n - 1]
-            else:
-                row_out = previous_top[i : i + 1, :0]
-                last = previous_top[i]
+                active += 1
             if row.token_logprobs and n:
-                scored_hidden.append(torch.cat([previous_top[i : i + 1], row_out[: n - 1]]))
+                scored_index.append(i)
+                scored_index.extend(range(base, base + n - 1))
                 scored_targets.extend(row.tokens)
                 scored_rows.append((i, n))
             if row.top_k or row.distribution:
                 needs_last.append(i)
-                last_vectors.append(last)
-        if scored_hidden:
-            logprobs = self._token_logprobs(torch.cat(scored_hidden), scored_targets)
+                last_index.append(base + n - 1 if n else i)
+        if not scored_index and not last_index:
+            return results
+        vectors = previous_top
+        if outputs is not None:
+            vectors = torch.cat([previous_top, outputs.reshape(-1, outputs.shape[-1])])
+        if scored_index:
+            hidden = vectors.index_select(0, torch.tensor(scored_index, device=self.device))
+            logprobs = self._token_logprobs(hidden, scored_targets)
             start = 0
             for i, n in scored_rows:
                 results[i].token_logprobs = logprobs[start : start + n]
                 start += n
-        if needs_last:
-            distributions = torch.log_softmax(self.model.decoder(torch.stack(last_vectors)), -1)
+        if last_index:
+            last = vectors.index_select(0, torch.tensor(last_index, device=self.device))
+            distributions = torch.log_softmax(self.model.decoder(last), -1)
             self._fill_top(rows, results, needs_last, distributions)
         return results
 
