@@ -42,6 +42,7 @@ format: setup-test
 
 test: setup-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 deploy-check: setup-test

@@ -33,8 +33,9 @@ def _texts(count: int, seed: int = 0) -> list[str]:
     return [rng.choice(SENTENCES) for _ in range(count)]
 
 
-async def _closed_loop(engine: Engine, concurrency: int, duration_s: float, texts: list[str]
-                       ) -> dict[str, Any]:
+async def _closed_loop(
+    engine: Engine, concurrency: int, duration_s: float, texts: list[str]
+) -> dict[str, Any]:
     latencies: list[float] = []
     stop_at = time.perf_counter() + duration_s
 
@@ -49,12 +50,15 @@ async def _closed_loop(engine: Engine, concurrency: int, duration_s: float, text
     started = time.perf_counter()
     await asyncio.gather(*(user(i) for i in range(concurrency)))
     elapsed = time.perf_counter() - started
-    return {"concurrency": concurrency, "requests": len(latencies),
-            "throughput_rps": len(latencies) / elapsed, **latency_summary_ms(latencies)}
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "throughput_rps": len(latencies) / elapsed,
+        **latency_summary_ms(latencies),
+    }
 
 
-async def predict_sweep(model: Path, levels: list[int], duration_s: float
-                        ) -> list[dict[str, Any]]:
+async def predict_sweep(model: Path, levels: list[int], duration_s: float) -> list[dict[str, Any]]:
     texts = _texts(512)
     rows = []
     for batch in (256, 1):
@@ -63,9 +67,12 @@ async def predict_sweep(model: Path, levels: list[int], duration_s: float
         for level in levels:
             result = await _closed_loop(engine, level, duration_s, texts)
             rows.append({"batching": "on" if batch > 1 else "off", **result})
-            print(f"predict batching={'on' if batch > 1 else 'off':3} c={level:4} "
-                  f"{result['throughput_rps']:8.1f} req/s p50 {result['p50']:7.2f} ms "
-                  f"p99 {result['p99']:7.2f} ms", flush=True)
+            print(
+                f"predict batching={'on' if batch > 1 else 'off':3} c={level:4} "
+                f"{result['throughput_rps']:8.1f} req/s p50 {result['p50']:7.2f} ms "
+                f"p99 {result['p99']:7.2f} ms",
+                flush=True,
+            )
         await engine.stop()
     return rows
 
@@ -89,17 +96,23 @@ async def lone_overhead(model: Path, repeats: int) -> dict[str, float]:
         full.append(time.perf_counter() - started)
     await engine.stop()
     bare_ms, full_ms = statistics.median(bare) * 1e3, statistics.median(full) * 1e3
-    print(f"lone predict: bare model step {bare_ms:.3f} ms, through the engine {full_ms:.3f} ms "
-          f"(+{full_ms - bare_ms:.3f} ms)", flush=True)
+    print(
+        f"lone predict: bare model step {bare_ms:.3f} ms, through the engine {full_ms:.3f} ms "
+        f"(+{full_ms - bare_ms:.3f} ms)",
+        flush=True,
+    )
     return {"bare_step_ms": bare_ms, "engine_ms": full_ms, "added_ms": full_ms - bare_ms}
 
 
-async def session_feeds(model: Path, sessions: int, concurrency: int, duration_s: float
-                        ) -> dict[str, Any]:
+async def session_feeds(
+    model: Path, sessions: int, concurrency: int, duration_s: float
+) -> dict[str, Any]:
     engine = Engine(EngineConfig(model, device="cpu", max_queue=8192, max_sessions=sessions * 2))
     await engine.start()
-    ids = [s.session_id for s in await asyncio.gather(
-        *(engine.create_session("") for _ in range(sessions)))]
+    ids = [
+        s.session_id
+        for s in await asyncio.gather(*(engine.create_session("") for _ in range(sessions)))
+    ]
     words = [w for s in SENTENCES for w in s.split()]
     latencies: list[float] = []
     stop_at = time.perf_counter() + duration_s
@@ -116,11 +129,19 @@ async def session_feeds(model: Path, sessions: int, concurrency: int, duration_s
     await asyncio.gather(*(feeder(i) for i in range(concurrency)))
     elapsed = time.perf_counter() - started
     await engine.stop()
-    result = {"sessions": sessions, "concurrency": concurrency, "feeds": len(latencies),
-              "feeds_per_s": len(latencies) / elapsed, **latency_summary_ms(latencies)}
-    print(f"feeds with {sessions} live sessions, {concurrency} in flight: "
-          f"{result['feeds_per_s']:.0f} feeds/s p50 {result['p50']:.2f} ms "
-          f"p99 {result['p99']:.2f} ms", flush=True)
+    result = {
+        "sessions": sessions,
+        "concurrency": concurrency,
+        "feeds": len(latencies),
+        "feeds_per_s": len(latencies) / elapsed,
+        **latency_summary_ms(latencies),
+    }
+    print(
+        f"feeds with {sessions} live sessions, {concurrency} in flight: "
+        f"{result['feeds_per_s']:.0f} feeds/s p50 {result['p50']:.2f} ms "
+        f"p99 {result['p99']:.2f} ms",
+        flush=True,
+    )
     return result
 
 
@@ -129,18 +150,28 @@ async def generation(model: Path, concurrency: int, max_tokens: int) -> list[dic
     for batch in (256, 1):
         engine = Engine(EngineConfig(model, device="cpu", max_batch_size=batch))
         await engine.start()
-        request = GenerationRequest(max_tokens=max_tokens, sampling=SamplingParams(1.0),
-                                    stop_at_eos=False)
+        request = GenerationRequest(
+            max_tokens=max_tokens, sampling=SamplingParams(1.0), stop_at_eos=False
+        )
         started = time.perf_counter()
         streams = [await engine.generate(t, request) for t in _texts(concurrency, 1)]
         results = await asyncio.gather(*(s.collect() for s in streams))
         elapsed = time.perf_counter() - started
         words = sum(len(r) for r in results)
         await engine.stop()
-        rows.append({"batching": "on" if batch > 1 else "off", "generations": concurrency,
-                     "words": words, "words_per_s": words / elapsed})
-        print(f"generation batching={'on' if batch > 1 else 'off'}: {concurrency} x "
-              f"{max_tokens} words, {words / elapsed:.0f} words/s", flush=True)
+        rows.append(
+            {
+                "batching": "on" if batch > 1 else "off",
+                "generations": concurrency,
+                "words": words,
+                "words_per_s": words / elapsed,
+            }
+        )
+        print(
+            f"generation batching={'on' if batch > 1 else 'off'}: {concurrency} x "
+            f"{max_tokens} words, {words / elapsed:.0f} words/s",
+            flush=True,
+        )
     return rows
 
 
@@ -150,53 +181,71 @@ def _rss_bytes() -> int:
 
 
 async def session_memory(model: Path, sessions: int) -> dict[str, Any]:
-    engine = Engine(EngineConfig(model, device="cpu", max_sessions=sessions, max_queue=8192,
-                                 initial_pool_slots=1024))
+    engine = Engine(
+        EngineConfig(
+            model, device="cpu", max_sessions=sessions, max_queue=8192, initial_pool_slots=1024
+        )
+    )
     await engine.start()
     gc.collect()
     before = _rss_bytes()
     for start in range(0, sessions, 4096):
-        await asyncio.gather(*(engine.create_session("")
-                               for _ in range(min(4096, sessions - start))))
+        await asyncio.gather(
+            *(engine.create_session("") for _ in range(min(4096, sessions - start)))
+        )
     gc.collect()
     after = _rss_bytes()
     runner = engine.runner
     assert runner is not None
     raw = runner.pool.bytes_per_slot * sessions
-    result = {"sessions": sessions, "rss_delta_bytes": after - before, "raw_state_bytes": raw,
-              "bytes_per_session": (after - before) / sessions,
-              "raw_bytes_per_session": runner.pool.bytes_per_slot,
-              "ratio_to_raw": (after - before) / raw, "pool_capacity": runner.pool.capacity}
+    result = {
+        "sessions": sessions,
+        "rss_delta_bytes": after - before,
+        "raw_state_bytes": raw,
+        "bytes_per_session": (after - before) / sessions,
+        "raw_bytes_per_session": runner.pool.bytes_per_slot,
+        "ratio_to_raw": (after - before) / raw,
+        "pool_capacity": runner.pool.capacity,
+    }
     await engine.stop()
-    print(f"{sessions} live sessions: RSS +{(after - before) / 2**20:.1f} MiB, raw state "
-          f"{raw / 2**20:.1f} MiB ({result['ratio_to_raw']:.2f}x raw, "
-          f"{result['bytes_per_session']:.0f} B/session)", flush=True)
+    print(
+        f"{sessions} live sessions: RSS +{(after - before) / 2**20:.1f} MiB, raw state "
+        f"{raw / 2**20:.1f} MiB ({result['ratio_to_raw']:.2f}x raw, "
+        f"{result['bytes_per_session']:.0f} B/session)",
+        flush=True,
+    )
     return result
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     levels = [int(x) for x in args.levels.split(",")]
     out: dict[str, Any] = {
-        "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "model": str(args.model),
+        "date": time.strftime("%Y-%m-%d"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "model": str(args.model),
     }
     out["lone_overhead"] = await lone_overhead(args.model, args.repeats)
     out["predict"] = await predict_sweep(args.model, levels, args.duration_s)
-    out["feeds"] = [await session_feeds(args.model, n, args.feed_concurrency, args.duration_s)
-                    for n in (1000, 10000)]
+    out["feeds"] = [
+        await session_feeds(args.model, n, args.feed_concurrency, args.duration_s)
+        for n in (1000, 10000)
+    ]
     out["generation"] = await generation(args.model, 64, args.max_tokens)
     out["memory"] = await session_memory(args.model, args.memory_sessions)
     by = {(r["batching"], r["concurrency"]): r for r in out["predict"]}
     if ("on", 64) in by and ("off", 64) in by:
-        out["batching_speedup_at_64"] = (by[("on", 64)]["throughput_rps"]
-                                         / by[("off", 64)]["throughput_rps"])
+        out["batching_speedup_at_64"] = (
+            by[("on", 64)]["throughput_rps"] / by[("off", 64)]["throughput_rps"]
+        )
         print(f"batching speed-up at 64 concurrent: {out['batching_speedup_at_64']:.1f}x")
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", type=Path, default=Path("models/default"))
     parser.add_argument("--levels", default="1,4,16,64,256")
     parser.add_argument("--duration-s", type=float, default=5.0)

@@ -45,31 +45,64 @@ def _ints(spec: str) -> list[int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.http_bench",
-                                description=(__doc__ or "").split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.http_bench", description=(__doc__ or "").split("\n")[0]
+    )
     p.add_argument("--out", type=Path, default=Path("bench/results/http"), help="output folder")
-    p.add_argument("--model", type=Path, default=ROOT / "models" / "default",
-                   help="checkpoint to serve (default models/default)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=ROOT / "models" / "default",
+        help="checkpoint to serve (default models/default)",
+    )
     p.add_argument("--duration-s", type=float, default=10.0, help="per wrk/loadgen level")
-    p.add_argument("--warmup-s", type=float, default=2.0,
-                   help="un-recorded wrk run at 16 connections after each server start")
-    p.add_argument("--levels", type=_ints, default=list(DEFAULT_LEVELS),
-                   help="wrk connections (default 1,4,16,64,256)")
-    p.add_argument("--ws-levels", type=_ints, default=list(DEFAULT_WS_LEVELS),
-                   help="concurrent WebSocket sessions (default 100,1000,5000)")
-    p.add_argument("--overload-queue", type=int, default=256,
-                   help="LSTM_SERVE_MAX_QUEUE of the overload server (default 256)")
-    p.add_argument("--overload-connections", type=int, default=512,
-                   help="loadgen connection pool in the overload run; must exceed the queue "
-                   "so that requests overflow it (default 512; 128 with --quick)")
-    p.add_argument("--saturation-rps", type=float, default=None,
-                   help="overload: use this saturation instead of part 1's best batching-on "
-                   "req/s (to rerun the overload part alone with --skip predict,echo,ws)")
+    p.add_argument(
+        "--warmup-s",
+        type=float,
+        default=2.0,
+        help="un-recorded wrk run at 16 connections after each server start",
+    )
+    p.add_argument(
+        "--levels",
+        type=_ints,
+        default=list(DEFAULT_LEVELS),
+        help="wrk connections (default 1,4,16,64,256)",
+    )
+    p.add_argument(
+        "--ws-levels",
+        type=_ints,
+        default=list(DEFAULT_WS_LEVELS),
+        help="concurrent WebSocket sessions (default 100,1000,5000)",
+    )
+    p.add_argument(
+        "--overload-queue",
+        type=int,
+        default=256,
+        help="LSTM_SERVE_MAX_QUEUE of the overload server (default 256)",
+    )
+    p.add_argument(
+        "--overload-connections",
+        type=int,
+        default=512,
+        help="loadgen connection pool in the overload run; must exceed the queue "
+        "so that requests overflow it (default 512; 128 with --quick)",
+    )
+    p.add_argument(
+        "--saturation-rps",
+        type=float,
+        default=None,
+        help="overload: use this saturation instead of part 1's best batching-on "
+        "req/s (to rerun the overload part alone with --skip predict,echo,ws)",
+    )
     p.add_argument("--client-processes", type=int, default=2, help="loadgen --processes")
-    p.add_argument("--skip", default="",
-                   help="comma list of parts to skip: predict,echo,ws,overload")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: 1 s per level, no warm-up, levels 1,4 and ws 10 unless given")
+    p.add_argument(
+        "--skip", default="", help="comma list of parts to skip: predict,echo,ws,overload"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 1 s per level, no warm-up, levels 1,4 and ws 10 unless given",
+    )
     return p
 
 
@@ -93,8 +126,11 @@ def machine_info() -> dict[str, Any]:
     wrk_version = ""
     if shutil.which("wrk"):
         proc = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-        wrk_version = (proc.stdout + proc.stderr).strip().splitlines()[0] if (
-            proc.stdout + proc.stderr).strip() else ""
+        wrk_version = (
+            (proc.stdout + proc.stderr).strip().splitlines()[0]
+            if (proc.stdout + proc.stderr).strip()
+            else ""
+        )
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {
         "nproc": os.cpu_count(),
@@ -133,12 +169,19 @@ def _ms(value: str, unit: str) -> float:
 
 def parse_wrk(text: str) -> dict[str, Any]:
     """Requests/sec, latency p50/p75/p90/p99 (ms), requests, non-2xx and socket errors."""
-    out: dict[str, Any] = {"rps": None, "latency_ms": {}, "requests": 0, "non2xx": 0,
-                           "non2xx_by_status": {}, "socket_errors": {}}
+    out: dict[str, Any] = {
+        "rps": None,
+        "latency_ms": {},
+        "requests": 0,
+        "non2xx": 0,
+        "non2xx_by_status": {},
+        "socket_errors": {},
+    }
     if m := re.search(r"Requests/sec:\s*([\d.]+)", text):
         out["rps"] = float(m.group(1))
-    for pct, value, unit in re.findall(r"^\s*(\d+(?:\.\d+)?)%\s+([\d.]+)(us|ms|s|m)\s*$", text,
-                                       re.MULTILINE):
+    for pct, value, unit in re.findall(
+        r"^\s*(\d+(?:\.\d+)?)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.MULTILINE
+    ):
         out["latency_ms"][f"p{float(pct):g}"] = _ms(value, unit)
     if m := re.search(r"^\s*(\d+) requests in", text, re.MULTILINE):
         out["requests"] = int(m.group(1))
@@ -147,24 +190,37 @@ def parse_wrk(text: str) -> dict[str, Any]:
     if m := re.search(r"non-2xx by status:(.*)$", text, re.MULTILINE):
         out["non2xx_by_status"] = {s: int(n) for s, n in re.findall(r"(\d+)=(\d+)", m.group(1))}
         out["non2xx"] = max(out["non2xx"], sum(out["non2xx_by_status"].values()))
-    if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                      text):
-        out["socket_errors"] = dict(zip(("connect", "read", "write", "timeout"),
-                                        map(int, m.groups()), strict=True))
+    if m := re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    ):
+        out["socket_errors"] = dict(
+            zip(("connect", "read", "write", "timeout"), map(int, m.groups()), strict=True)
+        )
     out["errors"] = out["non2xx"] + sum(out["socket_errors"].values())
     return out
 
 
 def wrk_command(url: str, connections: int, duration_s: float) -> list[str]:
     threads = max(1, min(2, connections))
-    return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
-            "--timeout", "10s", "--latency", "-s", str(WRK_SCRIPT), url]
+    return [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration_s))}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+    ]
 
 
 def run_wrk(url: str, connections: int, duration_s: float, raw: Path | None) -> dict[str, Any]:
     cmd = wrk_command(url, connections, duration_s)
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False,
-                          timeout=duration_s + 60)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=ROOT, check=False, timeout=duration_s + 60
+    )
     text = proc.stdout + proc.stderr
     if raw is not None:
         raw.write_text(" ".join(cmd) + "\n\n" + text)
@@ -177,8 +233,9 @@ def run_wrk(url: str, connections: int, duration_s: float, raw: Path | None) -> 
 
 
 @contextlib.contextmanager
-def lstm_server(args: argparse.Namespace, env: dict[str, str],
-                name: str) -> Iterator[ServerProcess]:
+def lstm_server(
+    args: argparse.Namespace, env: dict[str, str], name: str
+) -> Iterator[ServerProcess]:
     full = {"LSTM_SERVE_MODEL_PATH": str(args.model), "LSTM_SERVE_LOG_LEVEL": "warning", **env}
     server = start_server(full, args.raw / f"server-{name}.log", ready_timeout_s=180)
     try:
@@ -192,8 +249,20 @@ def echo_server(args: argparse.Namespace) -> Iterator[ServerProcess]:
     port = free_port()
     log_path = args.raw / "server-echo.log"
     log = log_path.open("wb")
-    cmd = [sys.executable, "-m", "uvicorn", "bench.echo_app:app", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", "1", "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.echo_app:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+    ]
     process = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     server = ServerProcess(process, port, log_path)
     try:
@@ -218,8 +287,9 @@ def run_loadgen(argv: list[str], json_path: Path, timeout_s: float) -> dict[str,
     cmd = [sys.executable, "-m", "bench.loadgen", *argv, "--json", str(json_path)]
     log = json_path.with_suffix(".txt")
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False,
-                              timeout=timeout_s)
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=ROOT, check=False, timeout=timeout_s
+        )
         log.write_text(shlex.join(cmd) + "\n\n" + proc.stdout + proc.stderr)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f} s", "command": shlex.join(cmd)}
@@ -257,8 +327,11 @@ class ReadyzPoller(threading.Thread):
     def stop(self) -> dict[str, Any]:
         self._stop_event.set()
         self.join(timeout=5)
-        return {"polls": self.polls, "not_ready": sum(self.not_ready.values()),
-                "not_ready_by_status": self.not_ready}
+        return {
+            "polls": self.polls,
+            "not_ready": sum(self.not_ready.values()),
+            "not_ready_by_status": self.not_ready,
+        }
 
 
 # ---------------------------------------------------------------- parts
@@ -270,10 +343,12 @@ def _wrk_series(server: ServerProcess, args: argparse.Namespace, tag: str) -> li
     rows = []
     for level in args.levels:
         row = run_wrk(server.url, level, args.duration_s, args.raw / f"wrk-{tag}-c{level}.txt")
-        print(f"  {tag:>12} c={level:<4} {row['rps'] or 0:10.1f} req/s  "
-              f"p50 {row['latency_ms'].get('p50', float('nan')):8.2f} ms  "
-              f"p99 {row['latency_ms'].get('p99', float('nan')):8.2f} ms  errors {row['errors']}",
-              flush=True)
+        print(
+            f"  {tag:>12} c={level:<4} {row['rps'] or 0:10.1f} req/s  "
+            f"p50 {row['latency_ms'].get('p50', float('nan')):8.2f} ms  "
+            f"p99 {row['latency_ms'].get('p99', float('nan')):8.2f} ms  errors {row['errors']}",
+            flush=True,
+        )
         rows.append(row)
     return rows
 
@@ -301,8 +376,19 @@ def part_ws(args: argparse.Namespace) -> dict[str, Any]:
     with lstm_server(args, env, "ws") as server:
         for level in args.ws_levels:
             procs = max(1, min(args.client_processes, level))
-            argv = ["ws", "--url", server.url, "--concurrency", str(level), "--processes",
-                    str(procs), "--duration-s", f"{args.duration_s:g}", "--grace-s", "5"]
+            argv = [
+                "ws",
+                "--url",
+                server.url,
+                "--concurrency",
+                str(level),
+                "--processes",
+                str(procs),
+                "--duration-s",
+                f"{args.duration_s:g}",
+                "--grace-s",
+                "5",
+            ]
             # Session set-up is outside the timed phase: allow ~1 ms per session and more.
             budget = args.duration_s + 5 + 90 + level * 0.02
             run = run_loadgen(argv, args.raw / f"ws-{level}.json", budget)
@@ -312,11 +398,14 @@ def part_ws(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  sessions={level}: FAILED {run['error'][:300]}", flush=True)
                 continue
             op = run["ops"].get("ws_feed", run["ops"]["total"])
-            print(f"  sessions={level:<5} {op['throughput_rps'] or 0:9.1f} feeds/s  "
-                  f"p50 {op['latency_ms']['p50'] or float('nan'):8.2f} ms  "
-                  f"p99 {op['latency_ms']['p99'] or float('nan'):8.2f} ms  "
-                  f"errors {op['errors']}  client CPU "
-                  f"{sum(run['client']['cpu_util_per_process']):.2f} cores", flush=True)
+            print(
+                f"  sessions={level:<5} {op['throughput_rps'] or 0:9.1f} feeds/s  "
+                f"p50 {op['latency_ms']['p50'] or float('nan'):8.2f} ms  "
+                f"p99 {op['latency_ms']['p99'] or float('nan'):8.2f} ms  "
+                f"errors {op['errors']}  client CPU "
+                f"{sum(run['client']['cpu_util_per_process']):.2f} cores",
+                flush=True,
+            )
     return {"env": env, "levels": rows}
 
 
@@ -327,9 +416,21 @@ def part_overload(args: argparse.Namespace, saturation_rps: float | None) -> dic
     env = {"LSTM_SERVE_MAX_QUEUE": str(args.overload_queue)}
     print(f"[overload] open loop at {rate:.0f}/s = 2 x {saturation_rps:.0f}", flush=True)
     with lstm_server(args, env, "overload") as server:
-        argv = ["predict", "--url", server.url, "--rate", f"{rate:.1f}", "--processes",
-                str(args.client_processes), "--concurrency", str(args.overload_connections),
-                "--duration-s", f"{args.duration_s:g}", "--grace-s", "10"]
+        argv = [
+            "predict",
+            "--url",
+            server.url,
+            "--rate",
+            f"{rate:.1f}",
+            "--processes",
+            str(args.client_processes),
+            "--concurrency",
+            str(args.overload_connections),
+            "--duration-s",
+            f"{args.duration_s:g}",
+            "--grace-s",
+            "10",
+        ]
         poller = ReadyzPoller(server.url, 0.5)
         poller.start()
         try:
@@ -340,8 +441,10 @@ def part_overload(args: argparse.Namespace, saturation_rps: float | None) -> dic
     if "error" not in run:
         op = run["ops"]["predict"]
         # Status 0 = no HTTP answer: client-side (not sent, timeout, ...), kept apart.
-        statuses = {"200": op["ok"],
-                    **{s: n for s, n in op["errors_by_status"].items() if s != "0"}}
+        statuses = {
+            "200": op["ok"],
+            **{s: n for s, n in op["errors_by_status"].items() if s != "0"},
+        }
         total = sum(statuses.values())
         client_side = {c: n for c, n in op["errors_by_code"].items() if c.startswith("client:")}
         run["summary"] = {
@@ -360,9 +463,12 @@ def part_overload(args: argparse.Namespace, saturation_rps: float | None) -> dic
             "only_200_429": set(statuses) <= {"200", "429"},
         }
         s = run["summary"]
-        print(f"  statuses {statuses}; 429 share {s['share_429'] or 0:.1%}; p99 accepted "
-              f"{s['p99_accepted_ms'] or float('nan'):.1f} ms; readyz non-200 "
-              f"{readyz['not_ready']}/{readyz['polls']}", flush=True)
+        print(
+            f"  statuses {statuses}; 429 share {s['share_429'] or 0:.1%}; p99 accepted "
+            f"{s['p99_accepted_ms'] or float('nan'):.1f} ms; readyz non-200 "
+            f"{readyz['not_ready']}/{readyz['polls']}",
+            flush=True,
+        )
     return run
 
 
@@ -397,19 +503,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.raw = args.out / "raw"
     args.raw.mkdir(exist_ok=True)
     nofile = raise_nofile(max(65536, 4 * max(args.ws_levels or [1]) + 1024))
-    command = shlex.join([Path(sys.executable).name, "-m", "bench.http_bench",
-                          *(sys.argv[1:] if argv is None else argv)])
+    command = shlex.join(
+        [
+            Path(sys.executable).name,
+            "-m",
+            "bench.http_bench",
+            *(sys.argv[1:] if argv is None else argv),
+        ]
+    )
     doc: dict[str, Any] = {
         "command": command,
         "started_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "nofile": nofile,
-        "settings": {"model": str(args.model), "duration_s": args.duration_s,
-                     "warmup_s": args.warmup_s, "levels": args.levels,
-                     "ws_levels": args.ws_levels, "overload_queue": args.overload_queue,
-                     "overload_connections": args.overload_connections,
-                     "saturation_rps": args.saturation_rps,
-                     "client_processes": args.client_processes, "quick": args.quick},
+        "settings": {
+            "model": str(args.model),
+            "duration_s": args.duration_s,
+            "warmup_s": args.warmup_s,
+            "levels": args.levels,
+            "ws_levels": args.ws_levels,
+            "overload_queue": args.overload_queue,
+            "overload_connections": args.overload_connections,
+            "saturation_rps": args.saturation_rps,
+            "client_processes": args.client_processes,
+            "quick": args.quick,
+        },
         "parts": {},
     }
     print(f"{command}\n{doc['machine']['nproc']} CPUs, {doc['machine']['cpu_model']}", flush=True)
@@ -421,9 +539,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         predict = parts.get("predict", {})
         return best_rps(predict.get("batching_on", {}).get("levels", []))
 
-    steps = [("predict", lambda: part_predict(args)), ("echo", lambda: part_echo(args)),
-             ("ws", lambda: part_ws(args)),
-             ("overload", lambda: part_overload(args, saturation()))]
+    steps = [
+        ("predict", lambda: part_predict(args)),
+        ("echo", lambda: part_echo(args)),
+        ("ws", lambda: part_ws(args)),
+        ("overload", lambda: part_overload(args, saturation())),
+    ]
     failed = False
     try:
         for name, step in steps:

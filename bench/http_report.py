@@ -81,13 +81,16 @@ def _predict_section(doc: dict[str, Any]) -> list[str]:
             f"{_num(a.get('latency_ms', {}).get('p99'), 2)} | {a.get('errors', '-')} | "
             f"{_num(b.get('rps'))} | {_num(b.get('latency_ms', {}).get('p50'), 2)} | "
             f"{_num(b.get('latency_ms', {}).get('p99'), 2)} | {b.get('errors', '-')} | "
-            f"{_num(ratio, 2)}x |")
+            f"{_num(ratio, 2)}x |"
+        )
     lines.append("")
     if HEADLINE_LEVEL in on and HEADLINE_LEVEL in off:
         ratio = _ratio(on[HEADLINE_LEVEL].get("rps"), off[HEADLINE_LEVEL].get("rps"))
         met = ratio >= SPEEDUP_TARGET if ratio else None
-        lines.append(f"**Batching speed-up at {HEADLINE_LEVEL} connections: {_num(ratio, 2)}x** "
-                     f"(target >= {SPEEDUP_TARGET:g}x){_mark(met)}.")
+        lines.append(
+            f"**Batching speed-up at {HEADLINE_LEVEL} connections: {_num(ratio, 2)}x** "
+            f"(target >= {SPEEDUP_TARGET:g}x){_mark(met)}."
+        )
     else:
         lines.append(f"(The headline level {HEADLINE_LEVEL} was not in this run.)")
     return [*lines, ""]
@@ -116,13 +119,16 @@ def _echo_section(doc: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {level} | {_num(e.get('rps'))} | {_num(e['latency_ms'].get('p50'), 2)} | "
             f"{_num(e['latency_ms'].get('p99'), 2)} | {e['errors']} | {_num(p.get('rps'))} | "
-            f"{_pct(_ratio(p.get('rps'), e.get('rps')))} |")
+            f"{_pct(_ratio(p.get('rps'), e.get('rps')))} |"
+        )
     lines.append("")
     if HEADLINE_LEVEL in echo and HEADLINE_LEVEL in on:
         share = _ratio(on[HEADLINE_LEVEL].get("rps"), echo[HEADLINE_LEVEL].get("rps"))
-        lines.append(f"**Predict throughput at {HEADLINE_LEVEL} connections = {_pct(share)} of "
-                     f"the echo ceiling** (target >= {ECHO_SHARE_TARGET:.0%})"
-                     f"{_mark(share >= ECHO_SHARE_TARGET if share else None)}.")
+        lines.append(
+            f"**Predict throughput at {HEADLINE_LEVEL} connections = {_pct(share)} of "
+            f"the echo ceiling** (target >= {ECHO_SHARE_TARGET:.0%})"
+            f"{_mark(share >= ECHO_SHARE_TARGET if share else None)}."
+        )
     else:
         lines.append(f"(The headline level {HEADLINE_LEVEL} was not in this run.)")
     return [*lines, ""]
@@ -140,8 +146,7 @@ def _ws_section(doc: dict[str, Any]) -> list[str]:
         f"generator's CPU time over wall time, in cores and as a share of the {nproc} CPUs the "
         "server also runs on.",
         "",
-        "| sessions | feeds/s | p50 | p99 | errors | client CPU (cores) | client share "
-        "| note |",
+        "| sessions | feeds/s | p50 | p99 | errors | client CPU (cores) | client share | note |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     notes: list[str] = []
@@ -162,18 +167,23 @@ def _ws_section(doc: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {n} | {_num(op['throughput_rps'])} | {_num(op['latency_ms']['p50'], 2)} | "
             f"{_num(op['latency_ms']['p99'], 2)} | {op['errors']} | {cores:.2f} | "
-            f"{cores / nproc:.0%} | {'; '.join(note)} |")
+            f"{cores / nproc:.0%} | {'; '.join(note)} |"
+        )
         if n == WS_HEADLINE_SESSIONS:
             feeds, p99 = op["throughput_rps"] or 0.0, op["latency_ms"]["p99"]
             ok = feeds >= WS_FEEDS_TARGET and p99 is not None and p99 <= WS_P99_TARGET_MS
-            notes.append(f"**{n} sessions: {_num(feeds)} feeds/s, p99 {_num(p99, 1)} ms** "
-                         f"(targets >= {WS_FEEDS_TARGET:,.0f} feeds/s, p99 <= "
-                         f"{WS_P99_TARGET_MS:g} ms){_mark(ok)}.")
+            notes.append(
+                f"**{n} sessions: {_num(feeds)} feeds/s, p99 {_num(p99, 1)} ms** "
+                f"(targets >= {WS_FEEDS_TARGET:,.0f} feeds/s, p99 <= "
+                f"{WS_P99_TARGET_MS:g} ms){_mark(ok)}."
+            )
     lines.append("")
     if notes:
         lines += [*notes, ""]
-    lines.append("The client shares the box with the server: when it uses a large share of the "
-                 "CPUs, the server's feeds/s and latency are limited by the client, not the model.")
+    lines.append(
+        "The client shares the box with the server: when it uses a large share of the "
+        "CPUs, the server's feeds/s and latency are limited by the client, not the model."
+    )
     return [*lines, ""]
 
 
@@ -187,8 +197,11 @@ def _overload_section(doc: dict[str, Any]) -> list[str]:
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(s["statuses"].items()))
     clean = s["only_200_429"] and s["http_5xx"] == 0
     lines += [
-        ("Saturation = best batching-on req/s of part 1" if not doc["settings"].get(
-            "saturation_rps") else "Saturation (given by --saturation-rps)")
+        (
+            "Saturation = best batching-on req/s of part 1"
+            if not doc["settings"].get("saturation_rps")
+            else "Saturation (given by --saturation-rps)"
+        )
         + f" = {_num(run['saturation_rps'])}; "
         f"`lstm-serve-bench predict --rate {run['target_rate']:.0f} --processes 2` (open loop, "
         f"pool of {doc['settings'].get('overload_connections', 256)} connections, no "
@@ -213,16 +226,20 @@ def _overload_section(doc: dict[str, Any]) -> list[str]:
         f"**{'yes' if r['not_ready'] == 0 and r['polls'] else 'NO'}**.",
     ]
     if not s.get("overload_reached", True):
-        lines.append(f"**Overload was not reached**: no 429 at all; the client sent only "
-                     f"{_num(s.get('sent_rps'))} req/s of the {_num(run['target_rate'])} offered "
-                     "(see `client:not_sent` and the client CPU/loop lag), so this run does not "
-                     "show the server's overload behaviour. Rerun with more free CPU for the "
-                     "client.")
+        lines.append(
+            f"**Overload was not reached**: no 429 at all; the client sent only "
+            f"{_num(s.get('sent_rps'))} req/s of the {_num(run['target_rate'])} offered "
+            "(see `client:not_sent` and the client CPU/loop lag), so this run does not "
+            "show the server's overload behaviour. Rerun with more free CPU for the "
+            "client."
+        )
     if s["errors_by_code"]:
         codes = ", ".join(f"{c}={n}" for c, n in s["errors_by_code"].items())
-        lines.append(f"Errors by code: {codes}. `client:*` codes are the load generator's own "
-                     "(e.g. `client:not_sent`: the Python client could not keep the schedule), "
-                     "not server answers; the 429 share is over answered requests.")
+        lines.append(
+            f"Errors by code: {codes}. `client:*` codes are the load generator's own "
+            "(e.g. `client:not_sent`: the Python client could not keep the schedule), "
+            "not server answers; the 429 share is over answered requests."
+        )
     if run["client"]["saturated"]:
         lines.append("The client was busy or starved during this run (see results.json).")
     return [*lines, ""]
@@ -239,8 +256,10 @@ def plot(doc: dict[str, Any], out: Path) -> list[str]:
     echo = doc["parts"].get("echo") or {}
     series = []
     if "error" not in predict:
-        for tag, label in (("batching_on", "predict, batching on"),
-                           ("batching_off", "predict, batching off")):
+        for tag, label in (
+            ("batching_on", "predict, batching on"),
+            ("batching_off", "predict, batching off"),
+        ):
             if tag in predict:
                 series.append((label, predict[tag]["levels"]))
     if "error" not in echo and "levels" in echo:
@@ -267,14 +286,22 @@ def plot(doc: dict[str, Any], out: Path) -> list[str]:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, levels in series:
-        pts = [(r["rps"], r["latency_ms"]["p99"]) for r in levels
-               if r.get("rps") and r["latency_ms"].get("p99")]
+        pts = [
+            (r["rps"], r["latency_ms"]["p99"])
+            for r in levels
+            if r.get("rps") and r["latency_ms"].get("p99")
+        ]
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label=label)
             for r in levels:
                 if r.get("rps") and r["latency_ms"].get("p99"):
-                    ax.annotate(str(r["connections"]), (r["rps"], r["latency_ms"]["p99"]),
-                                fontsize=7, xytext=(3, 3), textcoords="offset points")
+                    ax.annotate(
+                        str(r["connections"]),
+                        (r["rps"], r["latency_ms"]["p99"]),
+                        fontsize=7,
+                        xytext=(3, 3),
+                        textcoords="offset points",
+                    )
     ax.set_yscale("log")
     ax.set_xlabel("requests/s")
     ax.set_ylabel("p99 latency (ms, wrk)")
@@ -295,8 +322,13 @@ def write_report(doc: dict[str, Any], out: Path) -> Path:
     except Exception as exc:  # a plot failure must not lose the tables
         pngs = []
         doc.setdefault("plot_error", str(exc))
-    lines = [*_header(doc), *_predict_section(doc), *_echo_section(doc), *_ws_section(doc),
-             *_overload_section(doc)]
+    lines = [
+        *_header(doc),
+        *_predict_section(doc),
+        *_echo_section(doc),
+        *_ws_section(doc),
+        *_overload_section(doc),
+    ]
     lines += [
         "## 5. Memory at 100,000 live sessions",
         "",
@@ -305,8 +337,10 @@ def write_report(doc: dict[str, Any], out: Path) -> Path:
     ]
     if pngs:
         lines += ["## Plots", ""] + [f"![{p}]({p})" for p in pngs] + [""]
-    lines += ["Raw wrk output, loadgen JSON and server logs: `raw/`; every number: "
-              "`results.json`.", ""]
+    lines += [
+        "Raw wrk output, loadgen JSON and server logs: `raw/`; every number: `results.json`.",
+        "",
+    ]
     path = out / "REPORT.md"
     path.write_text("\n".join(lines))
     return path

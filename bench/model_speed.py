@@ -1,6 +1,6 @@
 """Training tokens/s (small and medium recipes) and one decode step's time vs batch size.
 
-    python -m bench.model_speed --json bench/results/model_speed.json
+python -m bench.model_speed --json bench/results/model_speed.json
 """
 
 from __future__ import annotations
@@ -23,10 +23,17 @@ from models.presets import RECIPES
 
 def training_tokens_per_s(recipe_name: str, steps: int, vocab: int = 10_000) -> float:
     recipe = RECIPES[recipe_name]
-    config = ModelConfig(vocab, recipe.embedding_size, recipe.hidden_size, recipe.num_layers,
-                         recipe.tied, dropout_input=recipe.dropout_input,
-                         dropout_hidden=recipe.dropout_hidden,
-                         dropout_output=recipe.dropout_output, weight_drop=recipe.weight_drop)
+    config = ModelConfig(
+        vocab,
+        recipe.embedding_size,
+        recipe.hidden_size,
+        recipe.num_layers,
+        recipe.tied,
+        dropout_input=recipe.dropout_input,
+        dropout_hidden=recipe.dropout_hidden,
+        dropout_output=recipe.dropout_output,
+        weight_drop=recipe.weight_drop,
+    )
     model = LanguageModel(config).train()
     tokens = torch.randint(0, vocab, (recipe.batch_size, recipe.bptt + 1))
     state = model.initial_state(recipe.batch_size)
@@ -65,8 +72,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batches", default="1,4,16,64,256,1024")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-                           "threads": torch.get_num_threads(), "training": {}, "decode": []}
+    out: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "training": {},
+        "decode": [],
+    }
     for name in ("default", "small", "medium"):
         rate = training_tokens_per_s(name, args.train_steps)
         out["training"][name] = rate
@@ -75,8 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     for batch in (int(b) for b in args.batches.split(",")):
         ms = step_ms(model, batch, 30)
         out["decode"].append({"batch": batch, "step_ms": ms, "rows_per_s": batch / ms * 1e3})
-        print(f"decode step batch {batch:5}: {ms:8.3f} ms  ({batch / ms * 1e3:10,.0f} rows/s)",
-              flush=True)
+        print(
+            f"decode step batch {batch:5}: {ms:8.3f} ms  ({batch / ms * 1e3:10,.0f} rows/s)",
+            flush=True,
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=1) + "\n")

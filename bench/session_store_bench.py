@@ -31,10 +31,15 @@ from bench.stats import latency_summary_ms
 from service.engine import Engine, EngineConfig
 from service.settings import DEFAULT_MODEL_PATH
 
-WORDS = ("the company said it expects sales to rise sharply next year as investors "
-         "worried that rates will raise again").split()
-MODES = {"memory": {}, "redis-sync": {"session_durability": "sync"},
-         "redis-write-behind": {"session_durability": "write-behind"}}
+WORDS = (
+    "the company said it expects sales to rise sharply next year as investors "
+    "worried that rates will raise again"
+).split()
+MODES = {
+    "memory": {},
+    "redis-sync": {"session_durability": "sync"},
+    "redis-write-behind": {"session_durability": "write-behind"},
+}
 
 
 def _free_port() -> int:
@@ -51,9 +56,24 @@ def _redis_server(appendfsync: str) -> Iterator[str]:
     port = _free_port()
     with tempfile.TemporaryDirectory() as directory:
         process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", directory,
-             "--appendonly", "yes", "--appendfsync", appendfsync, "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                directory,
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                appendfsync,
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         try:
             url = f"redis://127.0.0.1:{port}/0"
             client = redis.Redis.from_url(url)
@@ -88,8 +108,9 @@ async def _bytes_per_session(engine: Engine, url: str, count: int) -> dict[str, 
     before = int(client.info("memory")["used_memory"])
     ids: list[str] = []
     for first in range(0, count, 64):
-        steps = await asyncio.gather(*(engine.create_session("the company said")
-                                       for _ in range(min(64, count - first))))
+        steps = await asyncio.gather(
+            *(engine.create_session("the company said") for _ in range(min(64, count - first)))
+        )
         ids.extend(step.session_id for step in steps)
     after = int(client.info("memory")["used_memory"])
     sample = [client.memory_usage(f"lstm-serve:session:{sid}") or 0 for sid in ids[:200]]
@@ -103,14 +124,26 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     try:
         for name, extra in MODES.items():
             store = "memory" if name == "memory" else url
-            engine = Engine(EngineConfig(args.model, device=args.device, session_store=store,
-                                         threads=args.threads, **extra))  # type: ignore[arg-type]
+            engine = Engine(
+                EngineConfig(
+                    args.model,
+                    device=args.device,
+                    session_store=store,
+                    threads=args.threads,
+                    **extra,
+                )
+            )  # type: ignore[arg-type]
             await engine.start()
             engines[name] = engine
         latencies = await _feeds(engines, args.feeds, args.warmup)
         base = latencies["memory"]
-        out: dict[str, Any] = {"feeds": args.feeds, "model": engines["memory"].model_id,
-                               "redis": url, "appendfsync": args.appendfsync, "modes": {}}
+        out: dict[str, Any] = {
+            "feeds": args.feeds,
+            "model": engines["memory"].model_id,
+            "redis": url,
+            "appendfsync": args.appendfsync,
+            "modes": {},
+        }
         for name, values in latencies.items():
             added = [v - b for v, b in zip(values, base, strict=True)]
             out["modes"][name] = {
@@ -121,7 +154,8 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
         pool = engines["memory"].runner.pool  # type: ignore[union-attr]
         out["state_bytes_per_session"] = pool.bytes_per_slot
         out["store_bytes_per_session"] = await _bytes_per_session(
-            engines["redis-sync"], url, args.sessions)
+            engines["redis-sync"], url, args.sessions
+        )
         out["record_bytes"] = _record_size(engines["redis-sync"])
         out["sessions_measured"] = args.sessions
         return out
@@ -136,9 +170,19 @@ def _record_size(engine: Engine) -> int:
 
     pool = engine.runner.pool  # type: ignore[union-attr]
     state = b"\0" * (pool.layers * pool.hidden * 4)
-    record = SessionRecord("x" * 32, None, 10, time.time(), time.time(), 3600.0,
-                           engine.checkpoint.weights_sha256, 12, state, state,  # type: ignore[union-attr]
-                           shape=(pool.layers, pool.hidden))
+    record = SessionRecord(
+        "x" * 32,
+        None,
+        10,
+        time.time(),
+        time.time(),
+        3600.0,
+        engine.checkpoint.weights_sha256,
+        12,
+        state,
+        state,  # type: ignore[union-attr]
+        shape=(pool.layers, pool.hidden),
+    )
     return len(record.encode())
 
 

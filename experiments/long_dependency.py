@@ -24,8 +24,9 @@ from models.config import CELL_TYPES, ModelConfig
 from models.network import LanguageModel
 
 
-def make_batch(batch: int, gap: int, keys: int, distractors: int,
-               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    batch: int, gap: int, keys: int, distractors: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens ``[B, gap + 2]`` and targets ``[B]``; ids: keys, then distractors, then query."""
     key = torch.randint(0, keys, (batch,), generator=generator)
     noise = torch.randint(keys, keys + distractors, (batch, gap), generator=generator)
@@ -49,8 +50,9 @@ def hidden_for_budget(cell: str, budget: int, vocab: int, embedding: int) -> int
 def train_and_test(cell: str, hidden: int, gap: int, args: argparse.Namespace) -> float:
     vocab = args.keys + args.distractors + 1
     torch.manual_seed(args.seed)
-    model = LanguageModel(ModelConfig(vocab, args.embedding, hidden, num_layers=1, tied=False,
-                                      cell=cell))
+    model = LanguageModel(
+        ModelConfig(vocab, args.embedding, hidden, num_layers=1, tied=False, cell=cell)
+    )
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(args.seed)
     for _ in range(args.steps):
@@ -71,8 +73,9 @@ def train_and_test(cell: str, hidden: int, gap: int, args: argparse.Namespace) -
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--gaps", default="5,10,20,50,100,200")
     parser.add_argument("--cells", default=",".join(CELL_TYPES))
     parser.add_argument("--budget", type=int, default=20_000, help="parameters per model")
@@ -96,11 +99,17 @@ def main(argv: list[str] | None = None) -> None:
         hidden = hidden_for_budget(cell, args.budget, vocab, args.embedding)
         started = time.monotonic()
         accuracy = [train_and_test(cell, hidden, gap, args) for gap in gaps]
-        results["cells"][cell] = {"hidden": hidden, "accuracy": accuracy,
-                                  "parameters": parameters(cell, hidden, vocab, args.embedding),
-                                  "seconds": round(time.monotonic() - started, 1)}
-        print(f"{cell:14} {hidden:6} {results['cells'][cell]['parameters']:7} "
-              + " ".join(f"{a:7.3f}" for a in accuracy), flush=True)
+        results["cells"][cell] = {
+            "hidden": hidden,
+            "accuracy": accuracy,
+            "parameters": parameters(cell, hidden, vocab, args.embedding),
+            "seconds": round(time.monotonic() - started, 1),
+        }
+        print(
+            f"{cell:14} {hidden:6} {results['cells'][cell]['parameters']:7} "
+            + " ".join(f"{a:7.3f}" for a in accuracy),
+            flush=True,
+        )
     results["gaps"] = gaps
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -117,8 +126,9 @@ def plot(results: dict[str, Any], path: Path, chance: float) -> None:
 
     figure, axes = plt.subplots(figsize=(6.5, 4))
     for cell, entry in results["cells"].items():
-        axes.plot(results["gaps"], entry["accuracy"], marker="o",
-                  label=f"{cell} (h={entry['hidden']})")
+        axes.plot(
+            results["gaps"], entry["accuracy"], marker="o", label=f"{cell} (h={entry['hidden']})"
+        )
     axes.axhline(chance, color="grey", linestyle=":", label="chance")
     axes.set_xscale("log")
     axes.set_xlabel("distance T between the key and the question (steps)")

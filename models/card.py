@@ -1,6 +1,6 @@
 """Render a checkpoint's ``MODEL_CARD.md`` from its ``config.json`` (one source of truth).
 
-    python -m models.card models/default
+python -m models.card models/default
 """
 
 from __future__ import annotations
@@ -65,6 +65,15 @@ def render(config: dict[str, Any]) -> str:
         f"**{card.get('test_perplexity', '?')}** |",
     ]
     lines += [f"| {name} | {valid} | {test} |" for name, valid, test in PUBLISHED]
+    history = training.get("history", [])
+    if history:
+        lines += [
+            "",
+            "## Training curve",
+            "| epoch | learning rate | valid perplexity |",
+            "| --- | --- | --- |",
+        ]
+        lines += [f"| {int(epoch)} | {lr:g} | {valid} |" for epoch, lr, valid in history]
     lines += [
         "",
         "## Intended use and limits",

@@ -32,8 +32,9 @@ class HiddenOnly(nn.Module):
     def weight_hh_l0(self) -> Tensor:
         return self.rnn.weight_hh_l0
 
-    def forward(self, x: Tensor | PackedSequence, state: State) -> tuple[Tensor | PackedSequence,
-                                                                       State]:
+    def forward(
+        self, x: Tensor | PackedSequence, state: State
+    ) -> tuple[Tensor | PackedSequence, State]:
         out, h = self.rnn(x, state[0])
         return out, (h, state[1])
 
@@ -58,14 +59,16 @@ class LoopedLSTM(nn.Module):
 
     def _step(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         if self.peephole_l0 is not None:
-            return reference_cell.peephole_lstm_cell(x, h, c, self.weight_ih_l0,
-                                                     self.weight_hh_l0, self.bias_l0,
-                                                     self.peephole_l0)
-        return reference_cell.cifg_lstm_cell(x, h, c, self.weight_ih_l0, self.weight_hh_l0,
-                                             self.bias_l0)
+            return reference_cell.peephole_lstm_cell(
+                x, h, c, self.weight_ih_l0, self.weight_hh_l0, self.bias_l0, self.peephole_l0
+            )
+        return reference_cell.cifg_lstm_cell(
+            x, h, c, self.weight_ih_l0, self.weight_hh_l0, self.bias_l0
+        )
 
-    def forward(self, x: Tensor | PackedSequence, state: State) -> tuple[Tensor | PackedSequence,
-                                                                       State]:
+    def forward(
+        self, x: Tensor | PackedSequence, state: State
+    ) -> tuple[Tensor | PackedSequence, State]:
         packed = isinstance(x, PackedSequence)
         if packed:
             padded, lengths = pad_packed_sequence(x, batch_first=True)
@@ -81,8 +84,10 @@ class LoopedLSTM(nn.Module):
             outputs.append(h_next)
         out = torch.stack(outputs, dim=1)
         if packed:
-            return pack_padded_sequence(out, lengths, batch_first=True,
-                                        enforce_sorted=False), (h[None], c[None])
+            return pack_padded_sequence(out, lengths, batch_first=True, enforce_sorted=False), (
+                h[None],
+                c[None],
+            )
         return out, (h[None], c[None])
 
 
@@ -92,8 +97,7 @@ def make_layer(cell: str, input_size: int, hidden_size: int) -> nn.Module:
     if cell == "gru":
         return HiddenOnly(nn.GRU(input_size, hidden_size, batch_first=True))
     if cell == "rnn":
-        return HiddenOnly(nn.RNN(input_size, hidden_size, batch_first=True,
-                                 nonlinearity="tanh"))
+        return HiddenOnly(nn.RNN(input_size, hidden_size, batch_first=True, nonlinearity="tanh"))
     if cell == "lstm_peephole":
         return LoopedLSTM(input_size, hidden_size, gates=4, peephole=True)
     if cell == "lstm_cifg":

@@ -1,6 +1,6 @@
 """Perplexity as the papers compute it: the whole split as one stream, state carried.
 
-    python -m models.evaluate --checkpoint models/default --data ../shared/data/ptb --split test
+python -m models.evaluate --checkpoint models/default --data ../shared/data/ptb --split test
 """
 
 from __future__ import annotations

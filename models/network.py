@@ -54,8 +54,9 @@ class LanguageModel(nn.Module):
         device = device or self.embedding.weight.device
         dtype = self.embedding.weight.dtype
         h = torch.zeros(config.num_layers, batch, config.hidden_size, device=device, dtype=dtype)
-        c = torch.zeros(config.num_layers, batch, config.cell_state_size, device=device,
-                        dtype=dtype)
+        c = torch.zeros(
+            config.num_layers, batch, config.cell_state_size, device=device, dtype=dtype
+        )
         return h, c
 
     def forward(self, tokens: Tensor, state: State | None = None) -> tuple[Tensor, State]:

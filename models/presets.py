@@ -38,12 +38,29 @@ class Recipe:
 
 _SMALL = Recipe(200, 200, epochs=13, lr=1.0, lr_decay=2.0, decay_after_epoch=4)
 _MEDIUM = Recipe(
-    650, 650, dropout_input=0.5, dropout_hidden=0.5, dropout_output=0.5,
-    epochs=39, lr=1.0, lr_decay=1.2, decay_after_epoch=6, init_range=0.05,
+    650,
+    650,
+    dropout_input=0.5,
+    dropout_hidden=0.5,
+    dropout_output=0.5,
+    epochs=39,
+    lr=1.0,
+    lr_decay=1.2,
+    decay_after_epoch=6,
+    init_range=0.05,
 )
 _LARGE = Recipe(
-    1500, 1500, dropout_input=0.65, dropout_hidden=0.65, dropout_output=0.65,
-    epochs=55, lr=1.0, lr_decay=1.15, decay_after_epoch=14, clip=10.0, init_range=0.04,
+    1500,
+    1500,
+    dropout_input=0.65,
+    dropout_hidden=0.65,
+    dropout_output=0.65,
+    epochs=55,
+    lr=1.0,
+    lr_decay=1.15,
+    decay_after_epoch=14,
+    clip=10.0,
+    init_range=0.04,
 )
 _PLATEAU = {"schedule": "plateau", "lr": 20.0, "lr_decay": 4.0, "clip": 0.25, "epochs": 40}
 
@@ -56,10 +73,26 @@ RECIPES: dict[str, Recipe] = {
     "large-tied": replace(_LARGE, tied=True, **_PLATEAU),
     # The bundled CPU default: 2 x 200, tied, variational dropout + DropConnect.
     "default": Recipe(
-        200, 200, tied=True, dropout_input=0.3, dropout_hidden=0.2, dropout_output=0.3,
-        weight_drop=0.2, **_PLATEAU,
+        200,
+        200,
+        tied=True,
+        dropout_input=0.3,
+        dropout_hidden=0.2,
+        dropout_output=0.3,
+        weight_drop=0.2,
+        **_PLATEAU,
     ),
     # A seconds-long recipe for tests and smoke runs.
-    "tiny": Recipe(16, 16, tied=True, epochs=2, batch_size=4, bptt=8, lr=20.0,
-                   schedule="plateau", lr_decay=4.0, clip=0.25),
+    "tiny": Recipe(
+        16,
+        16,
+        tied=True,
+        epochs=2,
+        batch_size=4,
+        bptt=8,
+        lr=20.0,
+        schedule="plateau",
+        lr_decay=4.0,
+        clip=0.25,
+    ),
 }

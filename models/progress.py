@@ -11,8 +11,9 @@ from typing import TextIO
 class Progress:
     """Redraws one line on a terminal; prints a line every ``log_every_s`` otherwise."""
 
-    def __init__(self, total: int, label: str, stream: TextIO = sys.stderr,
-                 log_every_s: float = 30.0) -> None:
+    def __init__(
+        self, total: int, label: str, stream: TextIO = sys.stderr, log_every_s: float = 30.0
+    ) -> None:
         self.total = total
         self.label = label
         self.stream = stream

@@ -50,20 +50,22 @@ def lstm_sequence(
     return torch.stack(outputs, dim=1), h, c
 
 
-def rnn_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor,
-             bias_hh: Tensor) -> Tensor:
+def rnn_cell(
+    x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor
+) -> Tensor:
     """Elman RNN: h_t = tanh(W x_t + U h_{t-1} + b)."""
     return torch.tanh(x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh)
 
 
-def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor,
-             bias_hh: Tensor) -> Tensor:
+def gru_cell(
+    x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih: Tensor, bias_hh: Tensor
+) -> Tensor:
     """GRU (Cho et al. 2014), gates stacked (r, z, n) as in ``torch.nn.GRU``::
 
-        r = sigmoid(W_r x + U_r h + b_r)            reset gate
-        z = sigmoid(W_z x + U_z h + b_z)            update gate
-        n = tanh(W_n x + b_in + r * (U_n h + b_hn)) candidate
-        h_t = (1 - z) * n + z * h_{t-1}
+    r = sigmoid(W_r x + U_r h + b_r)            reset gate
+    z = sigmoid(W_z x + U_z h + b_z)            update gate
+    n = tanh(W_n x + b_in + r * (U_n h + b_hn)) candidate
+    h_t = (1 - z) * n + z * h_{t-1}
     """
     hidden = h.shape[-1]
     gi = x @ weight_ih.T + bias_ih
@@ -74,8 +76,15 @@ def gru_cell(x: Tensor, h: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias_ih
     return (1 - update) * candidate + update * h
 
 
-def peephole_lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-                       bias: Tensor, peephole: Tensor) -> tuple[Tensor, Tensor]:
+def peephole_lstm_cell(
+    x: Tensor,
+    h: Tensor,
+    c: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias: Tensor,
+    peephole: Tensor,
+) -> tuple[Tensor, Tensor]:
     """LSTM with peephole connections (Gers & Schmidhuber 2000): the gates see the cell.
 
         i = sigmoid(W_i [h, x] + p_i * C_{t-1} + b_i)
@@ -95,8 +104,9 @@ def peephole_lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weigh
     return output_gate * torch.tanh(c_next), c_next
 
 
-def cifg_lstm_cell(x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Tensor,
-                   bias: Tensor) -> tuple[Tensor, Tensor]:
+def cifg_lstm_cell(
+    x: Tensor, h: Tensor, c: Tensor, weight_ih: Tensor, weight_hh: Tensor, bias: Tensor
+) -> tuple[Tensor, Tensor]:
     """Coupled input-forget gate LSTM: one gate decides both, i = 1 - f.
 
         f = sigmoid(W_f [h, x] + b_f)

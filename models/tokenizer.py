@@ -11,8 +11,9 @@ from models.vocabulary import Vocabulary
 
 
 class Tokenizer:
-    def __init__(self, normalizer: Normalizer, vocabulary: Vocabulary,
-                 cache_entries: int = 100_000) -> None:
+    def __init__(
+        self, normalizer: Normalizer, vocabulary: Vocabulary, cache_entries: int = 100_000
+    ) -> None:
         self.normalizer = normalizer
         self.vocabulary = vocabulary
         self.cache_entries = cache_entries

@@ -35,8 +35,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train_epoch(model: LanguageModel, rows: torch.Tensor, recipe: Recipe, lr: float,
-                progress: Progress | None = None) -> float:
+def train_epoch(
+    model: LanguageModel,
+    rows: torch.Tensor,
+    recipe: Recipe,
+    lr: float,
+    progress: Progress | None = None,
+) -> float:
     """One pass over ``rows`` ``[B, N]``; returns the mean training loss (nats/token)."""
     model.train()
     state = model.initial_state(rows.shape[0])
@@ -44,8 +49,9 @@ def train_epoch(model: LanguageModel, rows: torch.Tensor, recipe: Recipe, lr: fl
     for steps, chunk in enumerate(chunks(rows, recipe.bptt), start=1):
         state = (state[0].detach(), state[1].detach())
         logits, state = model(chunk.inputs, state)
-        loss = functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                        chunk.targets.reshape(-1))
+        loss = functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), chunk.targets.reshape(-1)
+        )
         model.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip)
@@ -67,8 +73,9 @@ def next_lr(recipe: Recipe, lr: float, epoch: int, improved: bool) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--recipe", default="default", choices=sorted(RECIPES))
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ptb"))
     parser.add_argument("--out", type=Path, required=True)
@@ -80,10 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--max-time-s", type=float, default=math.inf,
-                        help="stop after this long; the last epochs anneal the rate")
-    parser.add_argument("--anneal-epochs", type=int, default=3,
-                        help="with --max-time-s: decay every epoch once this few remain")
+    parser.add_argument(
+        "--max-time-s",
+        type=float,
+        default=math.inf,
+        help="stop after this long; the last epochs anneal the rate",
+    )
+    parser.add_argument(
+        "--anneal-epochs",
+        type=int,
+        default=3,
+        help="with --max-time-s: decay every epoch once this few remain",
+    )
     parser.add_argument("--resume", type=Path, help="an OUT/last checkpoint to continue")
     parser.add_argument("--model-id", help="id served by the API (default: OUT's name)")
     return parser
@@ -92,9 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     recipe = RECIPES[args.recipe]
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size,
-                 "lr": None if args.resume else args.lr,
-                 "seed": args.seed, "cell": args.cell}
+    overrides = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": None if args.resume else args.lr,
+        "seed": args.seed,
+        "cell": args.cell,
+    }
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,21 +132,31 @@ def main(argv: list[str] | None = None) -> None:
     else:
         vocabulary = Vocabulary.from_corpus(read_lines(split_path(args.data, "train")))
         config = ModelConfig(
-            vocab_size=len(vocabulary), embedding_size=recipe.embedding_size,
-            hidden_size=recipe.hidden_size, num_layers=recipe.num_layers, tied=recipe.tied,
+            vocab_size=len(vocabulary),
+            embedding_size=recipe.embedding_size,
+            hidden_size=recipe.hidden_size,
+            num_layers=recipe.num_layers,
+            tied=recipe.tied,
             cell=recipe.cell,
-            dropout_input=recipe.dropout_input, dropout_hidden=recipe.dropout_hidden,
-            dropout_output=recipe.dropout_output, weight_drop=recipe.weight_drop)
+            dropout_input=recipe.dropout_input,
+            dropout_hidden=recipe.dropout_hidden,
+            dropout_output=recipe.dropout_output,
+            weight_drop=recipe.weight_drop,
+        )
         model = LanguageModel(config)
         model.reset_parameters(recipe.init_range)
         model.to(device)
-    train_rows = batchify(encode_file(split_path(args.data, "train"), vocabulary),
-                          recipe.batch_size).to(device)
+    train_rows = batchify(
+        encode_file(split_path(args.data, "train"), vocabulary), recipe.batch_size
+    ).to(device)
     valid_stream = encode_file(split_path(args.data, "valid"), vocabulary)
     model_id = args.model_id or args.out.name
     started = time.monotonic()
-    print(f"{model_id}: {model.parameter_count():,} parameters, {len(vocabulary):,} words, "
-          f"{train_rows.numel():,} training tokens, device {device}", flush=True)
+    print(
+        f"{model_id}: {model.parameter_count():,} parameters, {len(vocabulary):,} words, "
+        f"{train_rows.numel():,} training tokens, device {device}",
+        flush=True,
+    )
     epoch_seconds = 0.0
     for epoch in range(start_epoch, recipe.epochs + 1):
         epoch_start = time.monotonic()
@@ -139,18 +168,27 @@ def main(argv: list[str] | None = None) -> None:
         improved = valid_nll < best_valid
         seconds = elapsed_before + time.monotonic() - started
         epoch_seconds = time.monotonic() - epoch_start
-        print(f"epoch {epoch}: train ppl {math.exp(train_nll):.2f} valid ppl "
-              f"{math.exp(valid_nll):.2f} lr {lr:.4g} {epoch_seconds:.0f}s "
-              f"{'(best)' if improved else ''}", flush=True)
+        print(
+            f"epoch {epoch}: train ppl {math.exp(train_nll):.2f} valid ppl "
+            f"{math.exp(valid_nll):.2f} lr {lr:.4g} {epoch_seconds:.0f}s "
+            f"{'(best)' if improved else ''}",
+            flush=True,
+        )
         best_valid = min(best_valid, valid_nll)
         history.append([epoch, lr, round(math.exp(valid_nll), 2)])
         card = {
             "training": {
-                "recipe": args.recipe, "hyperparameters": recipe.to_dict(), "epochs": epoch,
-                "lr": lr, "best_valid_nll": best_valid, "seconds": round(seconds, 1),
+                "recipe": args.recipe,
+                "hyperparameters": recipe.to_dict(),
+                "epochs": epoch,
+                "lr": lr,
+                "best_valid_nll": best_valid,
+                "seconds": round(seconds, 1),
                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-                "device": str(device), "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "data": str(args.data.name),
+                "device": str(device),
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "data": str(args.data.name),
                 "history": history,
             },
             "data": {"name": args.data.name, "normalizer": normalizer.kind},

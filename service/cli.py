@@ -22,15 +22,18 @@ log = logging.getLogger("lstm_serve")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="lstm-serve", description="Serve a recurrent language model over HTTP/WebSocket.",
-        epilog="Every flag can also be set as an environment variable LSTM_SERVE_<NAME>.")
+        prog="lstm-serve",
+        description="Serve a recurrent language model over HTTP/WebSocket.",
+        epilog="Every flag can also be set as an environment variable LSTM_SERVE_<NAME>.",
+    )
     for name, field in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
         env = "LSTM_SERVE_" + name.upper()
         help_text = f"{field.description} (env {env}; default {field.default!r})"
         if field.annotation is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
+            parser.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         else:
             parser.add_argument(flag, dest=name, default=None, help=help_text)
     return parser
@@ -53,8 +56,9 @@ class DrainingServer(uvicorn.Server):
             self.force_exit = True
             return
         self._draining = True
-        log.info("signal %s: draining for up to %.0fs", signal.Signals(sig).name,
-                 self.drain_timeout_s)
+        log.info(
+            "signal %s: draining for up to %.0fs", signal.Signals(sig).name, self.drain_timeout_s
+        )
         loop = asyncio.get_event_loop()
         loop.call_soon_threadsafe(lambda: loop.create_task(self._drain_then_exit(sig, frame)))
 
@@ -86,9 +90,16 @@ def main(argv: list[str] | None = None) -> None:
 
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, workers=1, log_config=None,
+        app,
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        log_config=None,
         ws_max_size=max(settings.max_ws_message_bytes * 2, 1 << 20),
-        ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_interval_s,
-        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)), access_log=False,
-        lifespan="on")
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_interval_s,
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
+        access_log=False,
+        lifespan="on",
+    )
     DrainingServer(config, app, settings.drain_timeout_s).run()

@@ -35,8 +35,7 @@ log = logging.getLogger(__name__)
 Durability = Literal["sync", "write-behind"]
 # (session, restore bytes or None for a snapshot) -> the worker's RowResult and the
 # session's (version, position, epoch) when the worker ran it.
-StateItem = Callable[[Session, "tuple[bytes, bytes] | None"],
-                     Awaitable["tuple[RowResult, Change]"]]
+StateItem = Callable[[Session, "tuple[bytes, bytes] | None"], Awaitable["tuple[RowResult, Change]"]]
 
 
 class SessionMoved(Exception):
@@ -53,10 +52,19 @@ class Change:
 
 
 class DurableSessions:
-    def __init__(self, store: SessionStore, registry: SessionRegistry, metrics: Metrics,
-                 model_sha256: str, shape: tuple[int, int], run_state_item: StateItem, *,
-                 durability: Durability = "sync", write_behind_interval_s: float = 0.05,
-                 max_resident: int = 0) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        registry: SessionRegistry,
+        metrics: Metrics,
+        model_sha256: str,
+        shape: tuple[int, int],
+        run_state_item: StateItem,
+        *,
+        durability: Durability = "sync",
+        write_behind_interval_s: float = 0.05,
+        max_resident: int = 0,
+    ) -> None:
         self.store = store
         self.registry = registry
         self.metrics = metrics
@@ -100,8 +108,9 @@ class DurableSessions:
         session.version += 1
         return Change(session.version, session.position, session.epoch)
 
-    async def commit(self, session: Session, change: Change, state: tuple[bytes, bytes] | None
-                     ) -> None:
+    async def commit(
+        self, session: Session, change: Change, state: tuple[bytes, bytes] | None
+    ) -> None:
         """Make ``change`` durable before its feed is acknowledged (or queue it)."""
         if not self.persistent or state is None:
             return
@@ -125,14 +134,26 @@ class DurableSessions:
         assert result.state is not None
         await self._save(session, self._record(session, change, result.state), change.epoch)
 
-    def _record(self, session: Session, change: Change, state: tuple[bytes, bytes]
-                ) -> SessionRecord:
-        return SessionRecord(session.id, session.owner, change.position, session.created_at,
-                             session.last_used_at, self.registry.ttl_s, self.model_sha256,
-                             change.version, state[0], state[1], shape=self.shape)
+    def _record(
+        self, session: Session, change: Change, state: tuple[bytes, bytes]
+    ) -> SessionRecord:
+        return SessionRecord(
+            session.id,
+            session.owner,
+            change.position,
+            session.created_at,
+            session.last_used_at,
+            self.registry.ttl_s,
+            self.model_sha256,
+            change.version,
+            state[0],
+            state[1],
+            shape=self.shape,
+        )
 
-    async def _save(self, session: Session, record: SessionRecord, epoch: int,
-                    acknowledging: bool = False) -> None:
+    async def _save(
+        self, session: Session, record: SessionRecord, epoch: int, acknowledging: bool = False
+    ) -> None:
         """Store ``record`` (made from the copy of ``epoch``). ``acknowledging``: a feed
         waits for it, so a state that cannot be stored any more is an error, not a skip."""
         if session.save_lock is None:
@@ -168,8 +189,7 @@ class DurableSessions:
         session.epoch += 1
 
     # ---- resume ----------------------------------------------------------------------
-    async def resolve(self, session_id: str, owner: str | None, verify: bool = False
-                      ) -> Session:
+    async def resolve(self, session_id: str, owner: str | None, verify: bool = False) -> Session:
         """The caller's session: the local copy, else (re)loaded from the store.
 
         ``verify`` (a stream attaching, a position read) first checks that the store holds
@@ -211,11 +231,18 @@ class DurableSessions:
         if record.model_sha256 != self.model_sha256 or tuple(record.shape) != self.shape:
             raise SessionIncompatible(
                 f"session {session_id!r} was made by another model "
-                f"(weights sha256 {record.model_sha256[:12]}…, state {list(record.shape)})")
+                f"(weights sha256 {record.model_sha256[:12]}…, state {list(record.shape)})"
+            )
         self._pending.pop(session_id, None)  # queued states of the stale copy, if any
         if local is None:
-            session = self.registry.adopt(session_id, record.owner, record.created_at,
-                                          record.last_used_at, record.position, record.version)
+            session = self.registry.adopt(
+                session_id,
+                record.owner,
+                record.created_at,
+                record.last_used_at,
+                record.position,
+                record.version,
+            )
         else:
             session = local
             session.position, session.owner = record.position, record.owner
@@ -299,15 +326,25 @@ class DurableSessions:
         if not self.persistent:
             return
         pending, self._pending = self._pending, {}
-        saves = [self._save(session, record, epoch)
-                 for session, record, epoch in pending.values() if not session.deleted]
-        saves += [self._snapshot_and_save(s) for s in self.registry
-                  if s.dirty and s.id not in pending and not s.stale]
+        saves = [
+            self._save(session, record, epoch)
+            for session, record, epoch in pending.values()
+            if not session.deleted
+        ]
+        saves += [
+            self._snapshot_and_save(s)
+            for s in self.registry
+            if s.dirty and s.id not in pending and not s.stale
+        ]
         outcomes = await asyncio.gather(*saves, return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
-            log.error("session flush: %d of %d states not stored (%r)", len(failures),
-                      len(outcomes), failures[0])
+            log.error(
+                "session flush: %d of %d states not stored (%r)",
+                len(failures),
+                len(outcomes),
+                failures[0],
+            )
             if any(isinstance(f, NotReady) for f in failures):
                 raise NotReady("session store unavailable")
 

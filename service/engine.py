@@ -110,13 +110,20 @@ class Engine:
         self.checkpoint = await asyncio.to_thread(load, self.config.model_path, self.device)
         self.tokenizer = Tokenizer(self.checkpoint.normalizer, self.checkpoint.vocabulary)
         self.runner = await asyncio.to_thread(
-            ModelRunner, self.checkpoint, self.device, self.config.initial_pool_slots)
+            ModelRunner, self.checkpoint, self.device, self.config.initial_pool_slots
+        )
         await asyncio.to_thread(self._warm_up)
-        self.sessions = SessionRegistry(self.runner.pool, self.config.max_sessions,
-                                        self.config.session_ttl_s)
-        self.worker = InferenceWorker(self.runner, asyncio.get_running_loop(), self.metrics,
-                                      self.config.max_batch_size, self.config.max_batch_tokens,
-                                      self.config.max_queue)
+        self.sessions = SessionRegistry(
+            self.runner.pool, self.config.max_sessions, self.config.session_ttl_s
+        )
+        self.worker = InferenceWorker(
+            self.runner,
+            asyncio.get_running_loop(),
+            self.metrics,
+            self.config.max_batch_size,
+            self.config.max_batch_tokens,
+            self.config.max_queue,
+        )
         self.worker.start()
         self.durable = self._durable(open_store(self.config.session_store))
         await self.durable.store.ping()  # a wrong URL fails the start, not the first feed
@@ -146,10 +153,16 @@ class Engine:
         assert self.runner is not None and self.sessions is not None
         pool, config = self.runner.pool, self.config
         return DurableSessions(
-            store, self.sessions, self.metrics, self._checkpoint().weights_sha256,
-            (pool.layers, pool.hidden), self._state_item, durability=config.session_durability,
+            store,
+            self.sessions,
+            self.metrics,
+            self._checkpoint().weights_sha256,
+            (pool.layers, pool.hidden),
+            self._state_item,
+            durability=config.session_durability,
             write_behind_interval_s=config.write_behind_interval_s,
-            max_resident=config.max_resident_sessions)
+            max_resident=config.max_resident_sessions,
+        )
 
     async def flush_sessions(self) -> None:
         """Store every session state the store lacks (drain hand-off)."""
@@ -160,8 +173,10 @@ class Engine:
         assert self.runner is not None
         slots = [self.runner.pool.allocate() for _ in range(4)]
         for lengths in ([1], [1, 1, 1, 1], [12, 3, 1, 7]):
-            rows = [Row(slots[i], [1] * n, reset=True, top_k=5, token_logprobs=True)
-                    for i, n in enumerate(lengths)]
+            rows = [
+                Row(slots[i], [1] * n, reset=True, top_k=5, token_logprobs=True)
+                for i, n in enumerate(lengths)
+            ]
             self.runner.step(rows)
         for slot in slots:
             self.runner.pool.release(slot)
@@ -193,15 +208,21 @@ class Engine:
         model, card = self.checkpoint.model, self.checkpoint.card
         config = model.config
         return {
-            "id": self.model_id, "architecture": config.cell, "cell": config.cell,
-            "layers": config.num_layers, "hidden_size": config.hidden_size,
-            "embedding_size": config.embedding_size, "vocab_size": config.vocab_size,
-            "parameters": model.parameter_count(), "tied_weights": config.tied,
+            "id": self.model_id,
+            "architecture": config.cell,
+            "cell": config.cell,
+            "layers": config.num_layers,
+            "hidden_size": config.hidden_size,
+            "embedding_size": config.embedding_size,
+            "vocab_size": config.vocab_size,
+            "parameters": model.parameter_count(),
+            "tied_weights": config.tied,
             "training_data": card.get("data", {}).get("name"),
             "normalizer": self.checkpoint.normalizer.kind,
             "valid_perplexity": card.get("valid_perplexity"),
             "test_perplexity": card.get("test_perplexity"),
-            "device": str(self.device), "dtype": str(model.embedding.weight.dtype).split(".")[-1],
+            "device": str(self.device),
+            "dtype": str(model.embedding.weight.dtype).split(".")[-1],
             "weights_sha256": self.checkpoint.weights_sha256,
         }
 
@@ -210,7 +231,8 @@ class Engine:
         """Normalise ``text`` into (words, ids); raises before any work is queued."""
         if len(text) > self.config.max_text_chars:
             raise PayloadTooLarge(
-                f"text has {len(text)} characters; the limit is {self.config.max_text_chars}")
+                f"text has {len(text)} characters; the limit is {self.config.max_text_chars}"
+            )
         if self.tokenizer is None:
             raise NotReady("model not loaded yet")
         return self.tokenizer.encode(text)
@@ -236,8 +258,13 @@ class Engine:
     async def predict(self, text: str, k: int = 5, skip_special: bool = False) -> Prediction:
         words, ids = await self._admit_and_encode(text)
         slot = self._pool().allocate()
-        item = self._item(WorkKind.PREDICT, slot, ids, reset=True,
-                          top_k=k + (len(SPECIAL_WORDS) if skip_special else 0))
+        item = self._item(
+            WorkKind.PREDICT,
+            slot,
+            ids,
+            reset=True,
+            top_k=k + (len(SPECIAL_WORDS) if skip_special else 0),
+        )
         item.on_finish = lambda _: self._pool().release(slot)
         result = await self._run(item)
         return Prediction(words, self._predictions(result, k, skip_special))
@@ -265,8 +292,9 @@ class Engine:
         return stream
 
     # ---- sessions --------------------------------------------------------------------
-    async def create_session(self, text: str = "", k: int = 5, owner: str | None = None,
-                             skip_special: bool = False) -> SessionStep:
+    async def create_session(
+        self, text: str = "", k: int = 5, owner: str | None = None, skip_special: bool = False
+    ) -> SessionStep:
         words, ids = await self._admit_and_encode(text)
         session = self._registry().create(owner)
         self.metrics.sessions_created.inc()
@@ -280,8 +308,14 @@ class Engine:
         await self._durable_sessions().evict_idle()
         return step
 
-    async def feed(self, session_id: str, text: str, k: int = 5, owner: str | None = None,
-                   skip_special: bool = False) -> SessionStep:
+    async def feed(
+        self,
+        session_id: str,
+        text: str,
+        k: int = 5,
+        owner: str | None = None,
+        skip_special: bool = False,
+    ) -> SessionStep:
         session = await self.open_session(session_id, owner)
         words, ids = await self._admit_and_encode(text)
         return await self._feed_retrying(session, ids, words, k, skip_special, reset=False)
@@ -295,8 +329,9 @@ class Engine:
         """Position and timestamps of the caller's session, held here or in the store."""
         return self._info(await self.open_session(session_id, owner, verify=True))
 
-    async def open_session(self, session_id: str, owner: str | None = None,
-                           verify: bool = False) -> Session:
+    async def open_session(
+        self, session_id: str, owner: str | None = None, verify: bool = False
+    ) -> Session:
         """The caller's session: held here, or resumed from the session store (``verify``:
         reload it if another replica stored a newer state meanwhile)."""
         self._worker()
@@ -324,14 +359,18 @@ class Engine:
         return self._info(self._registry().get(session_id, owner))
 
     def _info(self, session: Session) -> SessionInfo:
-        return SessionInfo(session.id, session.position, session.created_at,
-                           session.last_used_at, self._registry().expires_at(session))
+        return SessionInfo(
+            session.id,
+            session.position,
+            session.created_at,
+            session.last_used_at,
+            self._registry().expires_at(session),
+        )
 
     def get_session(self, session_id: str, owner: str | None = None) -> Session:
         return self._registry().get(session_id, owner)
 
-    def generate_in_session(self, session: Session, request: GenerationRequest
-                            ) -> GenerationStream:
+    def generate_in_session(self, session: Session, request: GenerationRequest) -> GenerationStream:
         """Continue ``session`` with generated words; they become part of its history.
 
         The words are stored with the session by ``persist_session`` (the stream awaits it
@@ -339,20 +378,25 @@ class Engine:
         registry = self._registry()
         if session.deleted:
             raise SessionNotFound(session.id)
-        stream = GenerationStream([], self._checkpoint().vocabulary, self._cancel,
-                                  session.position)
+        stream = GenerationStream([], self._checkpoint().vocabulary, self._cancel, session.position)
         registry.begin(session)
         stream.on_done(lambda: registry.end(session))
         try:
-            self._start_generation(stream, session.slot, [], request, reset=False,
-                                   session=session)
+            self._start_generation(stream, session.slot, [], request, reset=False, session=session)
         except ServeError:
             registry.end(session)
             raise
         return stream
 
-    async def _feed_retrying(self, session: Session, ids: list[int], words: list[str], k: int,
-                             skip_special: bool, reset: bool) -> SessionStep:
+    async def _feed_retrying(
+        self,
+        session: Session,
+        ids: list[int],
+        words: list[str],
+        k: int,
+        skip_special: bool,
+        reset: bool,
+    ) -> SessionStep:
         """``_feed``; when another replica moved the session on (or it left the pool between
         its lookup and this feed), reload it and feed again."""
         for _ in range(RELOAD_TRIES):
@@ -362,15 +406,28 @@ class Engine:
                 session = await self.open_session(session.id, session.owner)
         raise SessionBusy(f"session {session.id!r} is being fed by another replica")
 
-    async def _feed(self, session: Session, ids: list[int], words: list[str], k: int,
-                    skip_special: bool, reset: bool) -> SessionStep:
+    async def _feed(
+        self,
+        session: Session,
+        ids: list[int],
+        words: list[str],
+        k: int,
+        skip_special: bool,
+        reset: bool,
+    ) -> SessionStep:
         registry, durable = self._registry(), self._durable_sessions()
         if session.deleted and durable.resumable:
             raise SessionMoved("left the state pool")  # evicted after its lookup: reload
         top_k = k + (len(SPECIAL_WORDS) if skip_special and k else 0)
-        item = self._item(WorkKind.RESET if reset and not ids else WorkKind.FEED, session.slot,
-                          ids, reset=reset, top_k=top_k, token_logprobs=bool(ids),
-                          session=session)
+        item = self._item(
+            WorkKind.RESET if reset and not ids else WorkKind.FEED,
+            session.slot,
+            ids,
+            reset=reset,
+            top_k=top_k,
+            token_logprobs=bool(ids),
+            session=session,
+        )
         item.capture_state = durable.persistent
         changes: list[Change] = []
 
@@ -384,15 +441,22 @@ class Engine:
         registry.begin(session)
         result = await self._run(item)
         await durable.commit(session, changes[0], result.state)
-        return SessionStep(session.id, session.position, words, sum(result.token_logprobs),
-                           self._predictions(result, k, skip_special))
+        return SessionStep(
+            session.id,
+            session.position,
+            words,
+            sum(result.token_logprobs),
+            self._predictions(result, k, skip_special),
+        )
 
-    async def _state_item(self, session: Session, restore: tuple[bytes, bytes] | None
-                          ) -> tuple[RowResult, Change]:
+    async def _state_item(
+        self, session: Session, restore: tuple[bytes, bytes] | None
+    ) -> tuple[RowResult, Change]:
         """Write ``restore`` into the session's slot, or (None) read the slot's state."""
         registry = self._registry()
-        item = self._item(WorkKind.RESTORE if restore else WorkKind.SNAPSHOT, session.slot, [],
-                          session=session)
+        item = self._item(
+            WorkKind.RESTORE if restore else WorkKind.SNAPSHOT, session.slot, [], session=session
+        )
         item.restore, item.capture_state = restore, restore is None
         changes: list[Change] = []
 
@@ -406,13 +470,29 @@ class Engine:
         return result, changes[0]
 
     # ---- plumbing --------------------------------------------------------------------
-    def _item(self, kind: WorkKind, slot: int, ids: list[int], *, reset: bool = False,
-              top_k: int = 0, token_logprobs: bool = False,
-              session: Session | None = None) -> WorkItem:
+    def _item(
+        self,
+        kind: WorkKind,
+        slot: int,
+        ids: list[int],
+        *,
+        reset: bool = False,
+        top_k: int = 0,
+        token_logprobs: bool = False,
+        session: Session | None = None,
+    ) -> WorkItem:
         loop = asyncio.get_running_loop()
-        return WorkItem(kind, slot, ids, time.monotonic() + self.config.request_timeout_s,
-                        future=loop.create_future(), session_key=session, reset=reset,
-                        top_k=top_k, token_logprobs=token_logprobs)
+        return WorkItem(
+            kind,
+            slot,
+            ids,
+            time.monotonic() + self.config.request_timeout_s,
+            future=loop.create_future(),
+            session_key=session,
+            reset=reset,
+            top_k=top_k,
+            token_logprobs=token_logprobs,
+        )
 
     async def _run(self, item: WorkItem, while_stopping: bool = False) -> RowResult:
         """Queue ``item`` and await its result (``while_stopping``: also while the engine
@@ -435,9 +515,16 @@ class Engine:
             worker.cancel(item)
             raise
 
-    def _start_generation(self, stream: GenerationStream, slot: int, ids: list[int],
-                          request: GenerationRequest, *, reset: bool,
-                          session: Session | None) -> None:
+    def _start_generation(
+        self,
+        stream: GenerationStream,
+        slot: int,
+        ids: list[int],
+        request: GenerationRequest,
+        *,
+        reset: bool,
+        session: Session | None,
+    ) -> None:
         seed = request.seed if request.seed is not None else secrets.randbits(63)
         generator = torch.Generator().manual_seed(seed)
 
@@ -447,11 +534,23 @@ class Engine:
                 session.version += 1  # the store lacks this state until persist_session
             stream.emit(event)
 
-        generation = Generation(request.sampling, generator, request.max_tokens,
-                                request.stop_at_eos, keep_state=session is not None, emit=emit)
-        item = WorkItem(WorkKind.GENERATE, slot, ids,
-                        time.monotonic() + self.config.request_timeout_s, session_key=session,
-                        reset=reset, generation=generation)
+        generation = Generation(
+            request.sampling,
+            generator,
+            request.max_tokens,
+            request.stop_at_eos,
+            keep_state=session is not None,
+            emit=emit,
+        )
+        item = WorkItem(
+            WorkKind.GENERATE,
+            slot,
+            ids,
+            time.monotonic() + self.config.request_timeout_s,
+            session_key=session,
+            reset=reset,
+            generation=generation,
+        )
         stream.item = item
         if request.max_tokens == 0:
             stream.emit(DoneEvent(FinishReason.LENGTH))

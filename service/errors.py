@@ -66,6 +66,13 @@ class Timeout(ServeError):
 
 
 ALL_ERRORS: tuple[type[ServeError], ...] = (
-    InvalidRequest, Unauthorized, SessionNotFound, SessionBusy, SessionIncompatible,
-    PayloadTooLarge, Overloaded, NotReady, Timeout,
+    InvalidRequest,
+    Unauthorized,
+    SessionNotFound,
+    SessionBusy,
+    SessionIncompatible,
+    PayloadTooLarge,
+    Overloaded,
+    NotReady,
+    Timeout,
 )

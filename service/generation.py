@@ -17,8 +17,13 @@ class GenerationStream:
     Leaving the iteration early (client gone) cancels the generation in the worker.
     """
 
-    def __init__(self, prompt_tokens: list[str], vocabulary: Vocabulary,
-                 cancel: Callable[[WorkItem], None], start_position: int | None) -> None:
+    def __init__(
+        self,
+        prompt_tokens: list[str],
+        vocabulary: Vocabulary,
+        cancel: Callable[[WorkItem], None],
+        start_position: int | None,
+    ) -> None:
         self.prompt_tokens = prompt_tokens
         self.words: list[str] = []
         self.finish_reason: FinishReason | None = None

@@ -61,8 +61,13 @@ class ModelRunner:
         self.vocabulary = checkpoint.vocabulary
         self.device = device
         config = self.model.config
-        self.pool = StatePool(config.num_layers, config.hidden_size, pool_capacity, device,
-                              cell_size=config.cell_state_size)
+        self.pool = StatePool(
+            config.num_layers,
+            config.hidden_size,
+            pool_capacity,
+            device,
+            cell_size=config.cell_state_size,
+        )
         with torch.inference_mode():
             eos = torch.tensor([[self.vocabulary.eos_id]], device=device)
             _, (h, c) = self.model.hidden_states(eos)
@@ -102,13 +107,16 @@ class ModelRunner:
             return
         index = torch.tensor(wanted, device=self.device)
         # [B, layers, width] each; c has width 0 for rnn/gru.
-        h_host, c_host = (t.index_select(1, index).to("cpu", torch.float32).transpose(0, 1)
-                          .contiguous().numpy() for t in (h, c))
+        h_host, c_host = (
+            t.index_select(1, index).to("cpu", torch.float32).transpose(0, 1).contiguous().numpy()
+            for t in (h, c)
+        )
         for j, i in enumerate(wanted):
             results[i].state = (h_host[j].tobytes(), c_host[j].tobytes())
 
-    def _run_layers(self, rows: list[Row], h: Tensor, c: Tensor) -> tuple[Tensor | None, Tensor,
-                                                                            Tensor]:
+    def _run_layers(
+        self, rows: list[Row], h: Tensor, c: Tensor
+    ) -> tuple[Tensor | None, Tensor, Tensor]:
         """Outputs ``[B', T, H]`` of the rows with tokens (in row order), and final states."""
         active = [i for i, row in enumerate(rows) if row.tokens]
         if not active:
@@ -122,8 +130,11 @@ class ModelRunner:
         h_act, c_act = h.index_select(1, index), c.index_select(1, index)
         x = self.model.embedding(padded.to(self.device))
         packed = longest > 1  # single-token rows (decode steps) skip packing
-        sequence = (pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-                    if packed else x)
+        sequence = (
+            pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            if packed
+            else x
+        )
         new_h, new_c = [], []
         for k, layer in enumerate(self.model.layers):
             sequence, (lh, lc) = layer(sequence, (h_act[k : k + 1], c_act[k : k + 1]))
@@ -134,8 +145,9 @@ class ModelRunner:
         c = c.index_copy(1, index, torch.cat(new_c))
         return out, h, c
 
-    def _decode(self, rows: list[Row], previous_top: Tensor, outputs: Tensor | None
-                ) -> list[RowResult]:
+    def _decode(
+        self, rows: list[Row], previous_top: Tensor, outputs: Tensor | None
+    ) -> list[RowResult]:
         """Decode only the positions someone needs, gathered by index in two selects.
 
         Hidden vectors are addressed in ``[previous_top (B rows); outputs flattened]``:
@@ -182,8 +194,13 @@ class ModelRunner:
             self._fill_top(rows, results, needs_last, distributions)
         return results
 
-    def _fill_top(self, rows: list[Row], results: list[RowResult], needs_last: list[int],
-                  distributions: Tensor) -> None:
+    def _fill_top(
+        self,
+        rows: list[Row],
+        results: list[RowResult],
+        needs_last: list[int],
+        distributions: Tensor,
+    ) -> None:
         max_k = max(rows[i].top_k for i in needs_last)
         if max_k:
             top_values, top_ids = distributions.topk(min(max_k, distributions.shape[-1]), -1)
@@ -191,8 +208,9 @@ class ModelRunner:
         for j, i in enumerate(needs_last):
             row = rows[i]
             if row.top_k:
-                results[i].top = list(zip(top_ids[j][: row.top_k], top_values[j][: row.top_k],
-                                          strict=True))
+                results[i].top = list(
+                    zip(top_ids[j][: row.top_k], top_values[j][: row.top_k], strict=True)
+                )
             if row.distribution:
                 results[i].distribution = distributions[j]
 
@@ -201,8 +219,9 @@ class ModelRunner:
         target = torch.tensor(targets, device=self.device)
         out: list[float] = []
         for start in range(0, hidden.shape[0], DECODE_CHUNK_ROWS):
-            block = torch.log_softmax(self.model.decoder(hidden[start : start + DECODE_CHUNK_ROWS]),
-                                      -1)
+            block = torch.log_softmax(
+                self.model.decoder(hidden[start : start + DECODE_CHUNK_ROWS]), -1
+            )
             picked = block.gather(1, target[start : start + DECODE_CHUNK_ROWS, None]).squeeze(1)
             out.extend(picked.cpu().tolist())
         return out

@@ -45,8 +45,9 @@ def sample(logprobs: Tensor, params: list[SamplingParams], uniforms: Tensor) -> 
     filtered = [i for i, p in enumerate(params) if not p.greedy and (p.top_k or p.top_p < 1)]
     plain = [i for i, p in enumerate(params) if not p.greedy and i not in set(filtered)]
     if plain:
-        temps = torch.tensor([params[i].temperature for i in plain], dtype=logprobs.dtype,
-                             device=logprobs.device)
+        temps = torch.tensor(
+            [params[i].temperature for i in plain], dtype=logprobs.dtype, device=logprobs.device
+        )
         probs = torch.softmax(logprobs[plain] / temps[:, None], dim=-1)
         out[plain] = _inverse_cdf(probs, uniforms[plain].to(probs.device)).cpu()
     for i in filtered:

@@ -65,13 +65,28 @@ class SessionRegistry:
         self._sessions[session.id] = session
         return session
 
-    def adopt(self, session_id: str, owner: str | None, created_at: float, last_used_at: float,
-              position: int, version: int) -> Session:
+    def adopt(
+        self,
+        session_id: str,
+        owner: str | None,
+        created_at: float,
+        last_used_at: float,
+        position: int,
+        version: int,
+    ) -> Session:
         """A session resumed from the store (its slot still has to be restored)."""
         if len(self._sessions) >= self.max_sessions:
             raise Overloaded(f"session capacity full ({self.max_sessions} live)")
-        session = Session(session_id, self.pool.allocate(), owner, created_at, last_used_at,
-                          position, version=version, stored_version=version)
+        session = Session(
+            session_id,
+            self.pool.allocate(),
+            owner,
+            created_at,
+            last_used_at,
+            position,
+            version=version,
+            stored_version=version,
+        )
         self._sessions[session_id] = session
         return session
 
@@ -121,6 +136,7 @@ class SessionRegistry:
         """Idle sessions past their TTL (a session with a live stream or work never expires)."""
         now = time.time() if now is None else now
         return [
-            s for s in self._sessions.values()
+            s
+            for s in self._sessions.values()
             if not s.streaming and s.inflight == 0 and s.last_used_at + self.ttl_s < now
         ]

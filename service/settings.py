@@ -25,9 +25,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="port to listen on")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="inference device")
     max_batch_size: int = Field(
-        256, ge=1, description="most requests or sessions in one model step; 1 = no batching")
-    max_batch_tokens: int = Field(
-        8192, ge=1, description="most prompt tokens in one prefill step")
+        256, ge=1, description="most requests or sessions in one model step; 1 = no batching"
+    )
+    max_batch_tokens: int = Field(8192, ge=1, description="most prompt tokens in one prefill step")
     max_queue: int = Field(1024, ge=1, description="most waiting requests; past it, 429")
     request_timeout_s: float = Field(30.0, gt=0, description="deadline of one request")
     session_ttl_s: float = Field(3600.0, gt=0, description="idle lifetime of a session")
@@ -44,16 +44,24 @@ class Settings(BaseSettings):
     log_json: bool = Field(False, description="log JSON lines (for containers)")
     log_level: str = Field("info", description="logging level")
     session_store: str = Field(
-        "memory", description="where session states are kept: 'memory' (this process) or "
-        "'redis://host:port/db' (any replica can resume a session)")
+        "memory",
+        description="where session states are kept: 'memory' (this process) or "
+        "'redis://host:port/db' (any replica can resume a session)",
+    )
     session_durability: Literal["sync", "write-behind"] = Field(
-        "sync", description="'sync': a feed is answered after its state is stored; "
-        "'write-behind': stored every write_behind_interval_s (a crash loses at most that)")
+        "sync",
+        description="'sync': a feed is answered after its state is stored; "
+        "'write-behind': stored every write_behind_interval_s (a crash loses at most that)",
+    )
     write_behind_interval_s: float = Field(
-        0.05, gt=0, description="how often write-behind mode stores changed sessions")
+        0.05, gt=0, description="how often write-behind mode stores changed sessions"
+    )
     max_resident_sessions: int = Field(
-        0, ge=0, description="most sessions kept in the state pool; idle ones past it move "
-        "to the session store and come back on use (0 = no limit)")
+        0,
+        ge=0,
+        description="most sessions kept in the state pool; idle ones past it move "
+        "to the session store and come back on use (0 = no limit)",
+    )
     threads: int = Field(0, ge=0, description="torch CPU threads (0 = torch's default)")
 
     @field_validator("session_store")

@@ -15,9 +15,16 @@ from torch import Tensor
 class StatePool:
     """Fixed-size state slots that grow by ``growth`` when full."""
 
-    def __init__(self, layers: int, hidden: int, capacity: int, device: torch.device,
-                 dtype: torch.dtype = torch.float32, growth: float = 1.5,
-                 cell_size: int | None = None) -> None:
+    def __init__(
+        self,
+        layers: int,
+        hidden: int,
+        capacity: int,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        growth: float = 1.5,
+        cell_size: int | None = None,
+    ) -> None:
         self.layers = layers
         self.hidden = hidden
         self.cell_size = hidden if cell_size is None else cell_size  # 0: rnn/gru keep h only

@@ -103,9 +103,16 @@ class WorkItem:
         gen = self.generation
         if gen is not None and self.started:
             return Row(self.slot, list(gen.pending), distribution=gen.finishing is None)
-        return Row(self.slot, self.tokens, reset=self.reset, top_k=self.top_k,
-                   token_logprobs=self.token_logprobs, distribution=gen is not None,
-                   restore=self.restore, capture_state=self.capture_state)
+        return Row(
+            self.slot,
+            self.tokens,
+            reset=self.reset,
+            top_k=self.top_k,
+            token_logprobs=self.token_logprobs,
+            distribution=gen is not None,
+            restore=self.restore,
+            capture_state=self.capture_state,
+        )
 
     def cost_tokens(self) -> int:
         return max(1, len(self.tokens))

@@ -31,8 +31,15 @@ log = logging.getLogger(__name__)
 class InferenceWorker:
     """Owns the queue and the thread that runs the model."""
 
-    def __init__(self, runner: ModelRunner, loop: asyncio.AbstractEventLoop, metrics: Metrics,
-                 max_batch_size: int, max_batch_tokens: int, max_queue: int) -> None:
+    def __init__(
+        self,
+        runner: ModelRunner,
+        loop: asyncio.AbstractEventLoop,
+        metrics: Metrics,
+        max_batch_size: int,
+        max_batch_tokens: int,
+        max_queue: int,
+    ) -> None:
         self.runner = runner
         self.loop = loop
         self.metrics = metrics
@@ -123,7 +130,7 @@ class InferenceWorker:
         # Rotate so that more generations than max_batch_size all make progress.
         for item in self._active[: self.max_batch_size]:
             batch.append(item)
-        self._active = self._active[len(batch):] + self._active[: len(batch)]
+        self._active = self._active[len(batch) :] + self._active[: len(batch)]
         now = time.monotonic()
         tokens = 0
         waiting: list[WorkItem] = []
@@ -195,8 +202,12 @@ class InferenceWorker:
         logprobs = torch.stack([res.distribution for _, res in sampling])  # type: ignore[misc]
         logprobs[:, self._banned] = float("-inf")  # never emit <unk>
         params = [item.generation.params for item, _ in sampling]  # type: ignore[union-attr]
-        uniforms = torch.stack([torch.rand((), generator=item.generation.generator)  # type: ignore[union-attr]
-                                for item, _ in sampling])
+        uniforms = torch.stack(
+            [
+                torch.rand((), generator=item.generation.generator)  # type: ignore[union-attr]
+                for item, _ in sampling
+            ]
+        )
         words = sample(logprobs, params, uniforms).tolist()
         eos = self.runner.vocabulary.eos_id
         for (item, _), word in zip(sampling, words, strict=True):

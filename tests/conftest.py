@@ -19,17 +19,31 @@ DATA_DIR = ROOT.parent / "shared" / "data"
 PTB_DIR = DATA_DIR / "ptb"
 
 
-def make_checkpoint(directory: Path, vocabulary: Vocabulary, *, hidden: int = 16,
-                    layers: int = 2, seed: int = 0, model_id: str = "tiny-test",
-                    **architecture: object) -> Path:
+def make_checkpoint(
+    directory: Path,
+    vocabulary: Vocabulary,
+    *,
+    hidden: int = 16,
+    layers: int = 2,
+    seed: int = 0,
+    model_id: str = "tiny-test",
+    **architecture: object,
+) -> Path:
     torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=len(vocabulary), embedding_size=hidden, hidden_size=hidden,
-                         num_layers=layers, **architecture)  # type: ignore[arg-type]
+    config = ModelConfig(
+        vocab_size=len(vocabulary),
+        embedding_size=hidden,
+        hidden_size=hidden,
+        num_layers=layers,
+        **architecture,
+    )  # type: ignore[arg-type]
     model = LanguageModel(config)
     # Sharper than the default init, so a random model has a peaked distribution.
     torch.nn.init.uniform_(model.embedding.weight, -1.0, 1.0)
-    save(Checkpoint(model, vocabulary, Normalizer("ptb"), model_id,
-                    {"data": {"name": "random"}}), directory)
+    save(
+        Checkpoint(model, vocabulary, Normalizer("ptb"), model_id, {"data": {"name": "random"}}),
+        directory,
+    )
     return directory
 
 
@@ -51,9 +65,13 @@ def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory):
     """A real ``python -m service`` on 127.0.0.1 serving the tiny model."""
     from tests.serverproc import running_server
 
-    env = {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint), "LSTM_SERVE_MAX_TEXT_CHARS": "2000",
-           "LSTM_SERVE_MAX_BODY_BYTES": "20000", "LSTM_SERVE_MAX_WS_MESSAGE_BYTES": "5000",
-           "LSTM_SERVE_MAX_TOKENS": "200"}
+    env = {
+        "LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint),
+        "LSTM_SERVE_MAX_TEXT_CHARS": "2000",
+        "LSTM_SERVE_MAX_BODY_BYTES": "20000",
+        "LSTM_SERVE_MAX_WS_MESSAGE_BYTES": "5000",
+        "LSTM_SERVE_MAX_TOKENS": "200",
+    }
     log = tmp_path_factory.mktemp("server") / "server.log"
     with running_server(env, log) as process:
         yield process

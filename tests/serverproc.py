@@ -51,15 +51,27 @@ class ServerProcess:
             return self.process.wait(timeout=10)
 
 
-def start_server(env: dict[str, str], log_path: Path, ready_timeout_s: float = 90.0,
-                 wait_ready: bool = True) -> ServerProcess:
+def start_server(
+    env: dict[str, str], log_path: Path, ready_timeout_s: float = 90.0, wait_ready: bool = True
+) -> ServerProcess:
     """Spawn the server with ``LSTM_SERVE_*`` ``env`` and wait until ``/readyz`` is 200."""
     port = int(env.get("LSTM_SERVE_PORT") or free_port())
-    full_env = {**os.environ, "LSTM_SERVE_HOST": "127.0.0.1", "LSTM_SERVE_PORT": str(port),
-                "LSTM_SERVE_DEVICE": "cpu", "PYTHONUNBUFFERED": "1", **env}
+    full_env = {
+        **os.environ,
+        "LSTM_SERVE_HOST": "127.0.0.1",
+        "LSTM_SERVE_PORT": str(port),
+        "LSTM_SERVE_DEVICE": "cpu",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
     log = log_path.open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=full_env,
-                               stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     server = ServerProcess(process, port, log_path)
     if wait_ready:
         wait_until_ready(server, ready_timeout_s)

@@ -25,9 +25,21 @@ def test_health_ready_and_model_card(client: httpx.Client) -> None:
     assert client.get("/healthz").status_code == 200
     assert client.get("/readyz").json() == {"status": "ready", "reason": None}
     card = client.get("/v1/models").json()
-    for field in ("id", "architecture", "layers", "hidden_size", "embedding_size", "vocab_size",
-                  "parameters", "tied_weights", "training_data", "valid_perplexity",
-                  "test_perplexity", "device", "dtype"):
+    for field in (
+        "id",
+        "architecture",
+        "layers",
+        "hidden_size",
+        "embedding_size",
+        "vocab_size",
+        "parameters",
+        "tied_weights",
+        "training_data",
+        "valid_perplexity",
+        "test_perplexity",
+        "device",
+        "dtype",
+    ):
         assert field in card
     assert card["vocab_size"] == 10000 and card["layers"] == 2 and card["device"] == "cpu"
 
@@ -39,13 +51,15 @@ def test_predict_shape_normalisation_and_order(client: httpx.Client) -> None:
     predictions = body["predictions"]
     assert len(predictions) == 20
     assert [p["probability"] for p in predictions] == sorted(
-        (p["probability"] for p in predictions), reverse=True)
+        (p["probability"] for p in predictions), reverse=True
+    )
     for p in predictions:
         assert set(p) == {"word", "probability", "logprob"}
         assert math.isclose(p["probability"], math.exp(p["logprob"]), rel_tol=1e-6)
     assert len(client.post("/v1/predict", json={"text": "the"}).json()["predictions"]) == 5
-    assert len(client.post("/v1/predict", json={"text": "the", "k": 100}).json()[
-        "predictions"]) == 100
+    assert (
+        len(client.post("/v1/predict", json={"text": "the", "k": 100}).json()["predictions"]) == 100
+    )
 
 
 def test_empty_text_predicts_a_sentence_start(client: httpx.Client) -> None:
@@ -56,8 +70,9 @@ def test_empty_text_predicts_a_sentence_start(client: httpx.Client) -> None:
 
 
 def test_exclude_special(client: httpx.Client) -> None:
-    body = client.post("/v1/predict", json={"text": "hello", "k": 30,
-                                            "exclude_special": True}).json()
+    body = client.post(
+        "/v1/predict", json={"text": "hello", "k": 30, "exclude_special": True}
+    ).json()
     assert len(body["predictions"]) == 30
     assert not {"<unk>", "<eos>"} & {p["word"] for p in body["predictions"]}
 
@@ -65,8 +80,14 @@ def test_exclude_special(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     "payload",
     [
-        {"text": 1}, {"text": "a", "k": 0}, {"text": "a", "k": 101}, {"text": "a", "k": True},
-        {"text": "a", "k": "5"}, {"text": "a", "k": 2.5}, {"text": "a", "bogus": 1}, [],
+        {"text": 1},
+        {"text": "a", "k": 0},
+        {"text": "a", "k": 101},
+        {"text": "a", "k": True},
+        {"text": "a", "k": "5"},
+        {"text": "a", "k": 2.5},
+        {"text": "a", "bogus": 1},
+        [],
         {"text": None},
     ],
 )
@@ -83,11 +104,15 @@ def test_malformed_json_and_unknown_routes(client: httpx.Client) -> None:
 
 
 def test_size_limits(client: httpx.Client) -> None:
-    error = assert_error(client.post("/v1/predict", json={"text": "a " * 1001}), 413,
-                         "payload_too_large")
+    error = assert_error(
+        client.post("/v1/predict", json={"text": "a " * 1001}), 413, "payload_too_large"
+    )
     assert "2000" in error["message"]
-    assert_error(client.post("/v1/score", content=json.dumps({"text": "b" * 30000})), 413,
-                 "payload_too_large")
+    assert_error(
+        client.post("/v1/score", content=json.dumps({"text": "b" * 30000})),
+        413,
+        "payload_too_large",
+    )
 
 
 def test_score(client: httpx.Client) -> None:
@@ -104,17 +129,27 @@ def test_score(client: httpx.Client) -> None:
 
 
 def test_generate_json(client: httpx.Client) -> None:
-    request = {"text": "the market", "max_tokens": 12, "temperature": 0.8, "seed": 42,
-               "stop_at_eos": False}
+    request = {
+        "text": "the market",
+        "max_tokens": 12,
+        "temperature": 0.8,
+        "seed": 42,
+        "stop_at_eos": False,
+    }
     first = client.post("/v1/generate", json=request).json()
     assert first["prompt_tokens"] == ["the", "market"]
     assert len(first["tokens"]) == 12 and first["finish_reason"] == "length"
     assert "<unk>" not in first["tokens"]
     assert first == client.post("/v1/generate", json=request).json()
-    greedy = client.post("/v1/generate", json={"text": "the", "temperature": 0,
-                                                "max_tokens": 5}).json()
-    assert greedy == client.post("/v1/generate", json={"text": "the", "temperature": 0,
-                                                       "max_tokens": 5}).json()
+    greedy = client.post(
+        "/v1/generate", json={"text": "the", "temperature": 0, "max_tokens": 5}
+    ).json()
+    assert (
+        greedy
+        == client.post(
+            "/v1/generate", json={"text": "the", "temperature": 0, "max_tokens": 5}
+        ).json()
+    )
     for seed in range(6):
         body = client.post("/v1/generate", json={"max_tokens": 50, "seed": seed}).json()
         if body["finish_reason"] == "eos":
@@ -157,10 +192,12 @@ def test_session_lifecycle(client: httpx.Client) -> None:
     stateless = client.post("/v1/predict", json={"text": "the"}).json()
     assert again["predictions"] == stateless["predictions"]
     assert client.delete(f"/v1/sessions/{sid}").status_code == 204
-    for response in (client.get(f"/v1/sessions/{sid}"),
-                     client.post(f"/v1/sessions/{sid}/feed", json={"text": "a"}),
-                     client.post(f"/v1/sessions/{sid}/reset"),
-                     client.delete(f"/v1/sessions/{sid}")):
+    for response in (
+        client.get(f"/v1/sessions/{sid}"),
+        client.post(f"/v1/sessions/{sid}/feed", json={"text": "a"}),
+        client.post(f"/v1/sessions/{sid}/reset"),
+        client.delete(f"/v1/sessions/{sid}"),
+    ):
         assert_error(response, 404, "session_not_found")
 
 

@@ -21,12 +21,18 @@ from tests.serverproc import running_server, start_server
 pytestmark = pytest.mark.integration
 
 REQUIRED_METRICS = {
-    "lstm_serve_requests": "counter", "lstm_serve_request_duration_seconds": "histogram",
-    "lstm_serve_queue_depth": "gauge", "lstm_serve_batch_size": "histogram",
-    "lstm_serve_batch_compute_seconds": "histogram", "lstm_serve_tokens": "counter",
-    "lstm_serve_sessions_live": "gauge", "lstm_serve_streams_open": "gauge",
-    "lstm_serve_sessions_created": "counter", "lstm_serve_sessions_expired": "counter",
-    "lstm_serve_model_info": "gauge", "lstm_serve_errors": "counter",
+    "lstm_serve_requests": "counter",
+    "lstm_serve_request_duration_seconds": "histogram",
+    "lstm_serve_queue_depth": "gauge",
+    "lstm_serve_batch_size": "histogram",
+    "lstm_serve_batch_compute_seconds": "histogram",
+    "lstm_serve_tokens": "counter",
+    "lstm_serve_sessions_live": "gauge",
+    "lstm_serve_streams_open": "gauge",
+    "lstm_serve_sessions_created": "counter",
+    "lstm_serve_sessions_expired": "counter",
+    "lstm_serve_model_info": "gauge",
+    "lstm_serve_errors": "counter",
 }
 
 
@@ -38,10 +44,15 @@ def test_metrics_parse_and_count(client: httpx.Client) -> None:
     families = {f.name: f for f in text_string_to_metric_families(text)}
     for name, kind in REQUIRED_METRICS.items():
         assert name in families and families[name].type == kind, name
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in families.values() for s in f.samples}
-    ok = ("lstm_serve_requests_total",
-          (("method", "POST"), ("route", "/v1/predict"), ("status", "200")))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in families.values()
+        for s in f.samples
+    }
+    ok = (
+        "lstm_serve_requests_total",
+        (("method", "POST"), ("route", "/v1/predict"), ("status", "200")),
+    )
     assert samples[ok] >= 1
     assert samples[("lstm_serve_errors_total", (("code", "invalid_request"),))] >= 1
     info = next(s for s in families["lstm_serve_model_info"].samples)
@@ -58,8 +69,9 @@ def test_promtool_accepts_metrics(client: httpx.Client) -> None:
         pytest.skip("promtool not installed (apt-get install prometheus)")
     client.post("/v1/predict", json={"text": "the"})
     text = client.get("/metrics").text
-    result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -69,10 +81,15 @@ def test_auth_isolates_keys(tiny_checkpoint: Path, tmp_path: Path) -> None:
         a = httpx.Client(base_url=server.url, headers={"Authorization": "Bearer key-a"})
         b = httpx.Client(base_url=server.url, headers={"Authorization": "Bearer key-b"})
         anonymous = httpx.Client(base_url=server.url)
-        for response in (anonymous.post("/v1/predict", json={"text": "a"}),
-                         anonymous.get("/v1/models"),
-                         httpx.post(server.url + "/v1/predict", json={"text": "a"},
-                                    headers={"Authorization": "Bearer wrong"})):
+        for response in (
+            anonymous.post("/v1/predict", json={"text": "a"}),
+            anonymous.get("/v1/models"),
+            httpx.post(
+                server.url + "/v1/predict",
+                json={"text": "a"},
+                headers={"Authorization": "Bearer wrong"},
+            ),
+        ):
             assert response.status_code == 401
             assert response.json()["error"]["code"] == "unauthorized"
         assert anonymous.get("/healthz").status_code == 200
@@ -80,25 +97,32 @@ def test_auth_isolates_keys(tiny_checkpoint: Path, tmp_path: Path) -> None:
         assert anonymous.get("/readyz").status_code == 200
         sid = a.post("/v1/sessions", json={"text": "the"}).json()["session_id"]
         assert a.get(f"/v1/sessions/{sid}").status_code == 200
-        for response in (b.get(f"/v1/sessions/{sid}"),
-                         b.post(f"/v1/sessions/{sid}/feed", json={"text": "x"}),
-                         b.delete(f"/v1/sessions/{sid}")):
+        for response in (
+            b.get(f"/v1/sessions/{sid}"),
+            b.post(f"/v1/sessions/{sid}/feed", json={"text": "x"}),
+            b.delete(f"/v1/sessions/{sid}"),
+        ):
             assert response.status_code == 404
             assert response.json()["error"]["code"] == "session_not_found"
         with connect(f"{server.ws_url}/v1/stream?session_id={sid}") as ws:
             assert '"unauthorized"' in ws.recv(timeout=10)
         with connect(f"{server.ws_url}/v1/stream?session_id={sid}&access_token=key-b") as ws:
             assert '"session_not_found"' in ws.recv(timeout=10)
-        with connect(f"{server.ws_url}/v1/stream?session_id={sid}",
-                     additional_headers={"Authorization": "Bearer key-a"}) as ws:
+        with connect(
+            f"{server.ws_url}/v1/stream?session_id={sid}",
+            additional_headers={"Authorization": "Bearer key-a"},
+        ) as ws:
             assert '"ready"' in ws.recv(timeout=10)
         with connect(f"{server.ws_url}/v1/stream?session_id={sid}&access_token=key-a") as ws:
             assert '"ready"' in ws.recv(timeout=10)
 
 
 def test_overload_gives_fast_429_and_stays_ready(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    env = {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint), "LSTM_SERVE_MAX_QUEUE": "2",
-           "LSTM_SERVE_MAX_BATCH_SIZE": "1"}
+    env = {
+        "LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint),
+        "LSTM_SERVE_MAX_QUEUE": "2",
+        "LSTM_SERVE_MAX_BATCH_SIZE": "1",
+    }
     text = " ".join(["the market"] * 9000)
     with running_server(env, tmp_path / "overload.log") as server:
         statuses: list[tuple[int, float, str | None]] = []
@@ -106,8 +130,13 @@ def test_overload_gives_fast_429_and_stays_ready(tiny_checkpoint: Path, tmp_path
         def hit() -> None:
             started = time.monotonic()
             response = httpx.post(server.url + "/v1/score", json={"text": text}, timeout=60)
-            statuses.append((response.status_code, time.monotonic() - started,
-                             response.headers.get("retry-after")))
+            statuses.append(
+                (
+                    response.status_code,
+                    time.monotonic() - started,
+                    response.headers.get("retry-after"),
+                )
+            )
 
         threads = [threading.Thread(target=hit) for _ in range(24)]
         for thread in threads:
@@ -131,8 +160,11 @@ def _queue_depth(url: str) -> float:
 
 
 def test_drain_on_sigterm_loses_no_request(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    env = {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint), "LSTM_SERVE_MAX_BATCH_SIZE": "1",
-           "LSTM_SERVE_DRAIN_TIMEOUT_S": "60"}
+    env = {
+        "LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint),
+        "LSTM_SERVE_MAX_BATCH_SIZE": "1",
+        "LSTM_SERVE_DRAIN_TIMEOUT_S": "60",
+    }
     server = start_server(env, tmp_path / "drain.log")
     try:
         with connect(f"{server.ws_url}/v1/stream") as ws:

@@ -48,8 +48,13 @@ def test_feed_generate_reset_close(server, client: httpx.Client) -> None:
         assert done["text"] == " ".join(t["word"] for t in tokens)
         assert client.get(f"/v1/sessions/{sid}").json()["position"] == 7
         send(ws, type="reset", id=1)
-        assert recv(ws) == {"type": "ready", "session_id": sid, "position": 0,
-                            "model": ready["model"], "id": 1}
+        assert recv(ws) == {
+            "type": "ready",
+            "session_id": sid,
+            "position": 0,
+            "model": ready["model"],
+            "id": 1,
+        }
         send(ws, type="close")
         assert closed_code(ws) == 1000
     assert client.get(f"/v1/sessions/{sid}").status_code == 404
@@ -66,16 +71,21 @@ def test_stream_equals_http_session(server, client: httpx.Client) -> None:
             fed = client.post(f"/v1/sessions/{sid}/feed", json={"text": word, "k": 5}).json()
             assert abs(streamed["logprob"] - fed["logprob"]) < 1e-5
             assert [p["word"] for p in streamed["predictions"]] == [
-                p["word"] for p in fed["predictions"]]
+                p["word"] for p in fed["predictions"]
+            ]
 
 
 def test_bad_messages_keep_the_connection(server) -> None:
     with connect(f"{server.ws_url}/v1/stream") as ws:
         recv(ws)
-        for raw in ("not json", json.dumps({"type": "dance"}), json.dumps([1, 2]),
-                    json.dumps({"type": "feed", "text": 5, "id": 9}),
-                    json.dumps({"type": "feed", "text": "a", "k": 0}),
-                    json.dumps({"type": "generate", "max_tokens": True})):
+        for raw in (
+            "not json",
+            json.dumps({"type": "dance"}),
+            json.dumps([1, 2]),
+            json.dumps({"type": "feed", "text": 5, "id": 9}),
+            json.dumps({"type": "feed", "text": "a", "k": 0}),
+            json.dumps({"type": "generate", "max_tokens": True}),
+        ):
             ws.send(raw)
             error = recv(ws)
             assert error["type"] == "error" and error["code"] == "invalid_request", error

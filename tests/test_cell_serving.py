@@ -18,22 +18,25 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("cell", CELL_TYPES)
-def test_cell_serves_through_the_api(cell: str, ptb_vocabulary: Vocabulary,
-                                     tmp_path: Path) -> None:
+def test_cell_serves_through_the_api(cell: str, ptb_vocabulary: Vocabulary, tmp_path: Path) -> None:
     checkpoint = make_checkpoint(tmp_path / cell, ptb_vocabulary, cell=cell, model_id=cell)
-    with running_server({"LSTM_SERVE_MODEL_PATH": str(checkpoint)},
-                        tmp_path / "server.log") as server:
+    with running_server(
+        {"LSTM_SERVE_MODEL_PATH": str(checkpoint)}, tmp_path / "server.log"
+    ) as server:
         http = httpx.Client(base_url=server.url, timeout=30)
         card = http.get("/v1/models").json()
         assert card["cell"] == cell and card["architecture"] == cell
         text = "the company said it expects"
         whole = http.post("/v1/score", json={"text": text}).json()
         sid = http.post("/v1/sessions", json={}).json()["session_id"]
-        total = sum(http.post(f"/v1/sessions/{sid}/feed", json={"text": w}).json()["logprob"]
-                    for w in text.split())
+        total = sum(
+            http.post(f"/v1/sessions/{sid}/feed", json={"text": w}).json()["logprob"]
+            for w in text.split()
+        )
         assert abs(total - whole["logprob"]) < 1e-4
-        generated = http.post("/v1/generate", json={"text": "the", "max_tokens": 5,
-                                                    "seed": 1, "stop_at_eos": False}).json()
+        generated = http.post(
+            "/v1/generate", json={"text": "the", "max_tokens": 5, "seed": 1, "stop_at_eos": False}
+        ).json()
         assert len(generated["tokens"]) == 5
         with connect(f"{server.ws_url}/v1/stream?session_id={sid}") as ws:
             assert json.loads(ws.recv(timeout=10))["position"] == 5

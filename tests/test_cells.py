@@ -13,8 +13,10 @@ from models.config import CELL_TYPES, ModelConfig
 from models.network import LanguageModel
 
 
-@pytest.mark.parametrize(("module", "cell"), [(torch.nn.GRU, reference_cell.gru_cell),
-                                              (torch.nn.RNN, reference_cell.rnn_cell)])
+@pytest.mark.parametrize(
+    ("module", "cell"),
+    [(torch.nn.GRU, reference_cell.gru_cell), (torch.nn.RNN, reference_cell.rnn_cell)],
+)
 def test_fused_module_equals_reference(module, cell) -> None:
     torch.manual_seed(0)
     layer = module(5, 4, batch_first=True)

@@ -27,8 +27,9 @@ def test_round_trip_is_exact(checkpoint_dir: Path) -> None:
     copy = checkpoint_dir.parent / "copy"
     save(first, copy)
     second = load(copy)
-    for (name, a), (_, b) in zip(first.model.state_dict().items(),
-                                 second.model.state_dict().items(), strict=True):
+    for (name, a), (_, b) in zip(
+        first.model.state_dict().items(), second.model.state_dict().items(), strict=True
+    ):
         assert torch.equal(a, b), name
     tokens = torch.tensor([[0, 2, 3, 4]])
     with torch.no_grad():
@@ -53,17 +54,26 @@ def _edit_config(directory: Path, edit) -> None:
         (lambda d: (d / "config.json").unlink(), "missing"),
         (lambda d: (d / "model.safetensors").unlink(), "missing weights"),
         (lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
-        (lambda d: _edit_config(d, lambda c: c.update(format_version=99)),
-         "unknown format_version 99"),
+        (
+            lambda d: _edit_config(d, lambda c: c.update(format_version=99)),
+            "unknown format_version 99",
+        ),
         (lambda d: _edit_config(d, lambda c: c.update(format="other")), "not an"),
-        (lambda d: _edit_config(d, lambda c: c["architecture"].update(hidden_size=9,
-                                                                        embedding_size=9)),
-         "shape"),
-        (lambda d: _edit_config(d, lambda c: c["architecture"].update(cell="transformer")),
-         "unknown cell type"),
+        (
+            lambda d: _edit_config(
+                d, lambda c: c["architecture"].update(hidden_size=9, embedding_size=9)
+            ),
+            "shape",
+        ),
+        (
+            lambda d: _edit_config(d, lambda c: c["architecture"].update(cell="transformer")),
+            "unknown cell type",
+        ),
         (lambda d: _edit_config(d, lambda c: c["vocabulary"].append("zzz")), "vocab_size"),
-        (lambda d: _edit_config(d, lambda c: c["architecture"].update(bogus=1)),
-         "unknown architecture fields"),
+        (
+            lambda d: _edit_config(d, lambda c: c["architecture"].update(bogus=1)),
+            "unknown architecture fields",
+        ),
     ],
 )
 def test_broken_checkpoints_fail_clearly(checkpoint_dir: Path, breakage, message: str) -> None:
@@ -97,8 +107,9 @@ def _rewrite_tensors(directory: Path, edit) -> None:
 
 
 def test_wrong_dtype_missing_and_extra_tensors(checkpoint_dir: Path) -> None:
-    _rewrite_tensors(checkpoint_dir, lambda t: t.update(
-        {"decoder.bias": t["decoder.bias"].double()}))
+    _rewrite_tensors(
+        checkpoint_dir, lambda t: t.update({"decoder.bias": t["decoder.bias"].double()})
+    )
     with pytest.raises(CheckpointError, match="dtype float64"):
         load(checkpoint_dir)
     _rewrite_tensors(checkpoint_dir, lambda t: t.pop("decoder.bias"))

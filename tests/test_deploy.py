@@ -42,14 +42,17 @@ def tool(name: str) -> str:
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(args, cwd=cwd, capture_output=True, text=True,
-                            timeout=TOOL_TIMEOUT_S, check=False)
+    result = subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False
+    )
     assert result.returncode == 0, (
-        f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    )
     return result
 
 
 # --- Docker ---------------------------------------------------------------------------------
+
 
 def test_dockerfile_passes_hadolint() -> None:
     run(tool("hadolint"), "--failure-threshold", "info", "Dockerfile")
@@ -71,20 +74,41 @@ def test_dockerfile_contract() -> None:
 def test_compose_config_is_valid() -> None:
     compose = tool("docker-compose")
     run(compose, "-f", "docker-compose.yml", "config", "--quiet")
-    services = run(compose, "-f", "docker-compose.yml", "--profile", "gpu", "--profile",
-                   "loadtest", "config", "--services").stdout.split()
-    assert set(services) == {"lstm-serve", "lstm-serve-gpu", "prometheus", "grafana",
-                             "loadtest"}
+    services = run(
+        compose,
+        "-f",
+        "docker-compose.yml",
+        "--profile",
+        "gpu",
+        "--profile",
+        "loadtest",
+        "config",
+        "--services",
+    ).stdout.split()
+    assert set(services) == {"lstm-serve", "lstm-serve-gpu", "prometheus", "grafana", "loadtest"}
 
 
 def test_compose_profiles_and_gpu_reservation() -> None:
     yaml = pytest.importorskip("yaml")
-    rendered = run(tool("docker-compose"), "-f", "docker-compose.yml", "--profile", "gpu",
-                   "--profile", "loadtest", "config").stdout
+    rendered = run(
+        tool("docker-compose"),
+        "-f",
+        "docker-compose.yml",
+        "--profile",
+        "gpu",
+        "--profile",
+        "loadtest",
+        "config",
+    ).stdout
     services = yaml.safe_load(rendered)["services"]
     profiles = {name: service.get("profiles", []) for name, service in services.items()}
-    assert profiles == {"lstm-serve": [], "prometheus": [], "grafana": [],
-                        "lstm-serve-gpu": ["gpu"], "loadtest": ["loadtest"]}
+    assert profiles == {
+        "lstm-serve": [],
+        "prometheus": [],
+        "grafana": [],
+        "lstm-serve-gpu": ["gpu"],
+        "loadtest": ["loadtest"],
+    }
     gpu = services["lstm-serve-gpu"]
     devices = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
@@ -99,6 +123,7 @@ def test_deploy_scripts_pass_shellcheck(script: str) -> None:
 
 
 # --- Prometheus -----------------------------------------------------------------------------
+
 
 def test_prometheus_config_is_valid() -> None:
     run(tool("promtool"), "check", "config", "prometheus.yml", cwd=PROMETHEUS_DIR)
@@ -115,8 +140,10 @@ def test_alert_rules_fire_as_specified() -> None:
 def test_dashboard_queries_parse(tmp_path: Path) -> None:
     """Every dashboard query is valid PromQL (as a recording rule, Grafana variables bound)."""
     yaml = pytest.importorskip("yaml")
-    rules = [{"record": f"dashboard:query_{i}", "expr": bind_grafana_variables(expr)}
-             for i, expr in enumerate(dashboard_queries())]
+    rules = [
+        {"record": f"dashboard:query_{i}", "expr": bind_grafana_variables(expr)}
+        for i, expr in enumerate(dashboard_queries())
+    ]
     path = tmp_path / "dashboard_rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     run(tool("promtool"), "check", "rules", str(path))
@@ -124,15 +151,20 @@ def test_dashboard_queries_parse(tmp_path: Path) -> None:
 
 def test_dashboard_shows_what_operators_need() -> None:
     names = {name for expr in dashboard_queries() for name in metric_names(expr)}
-    for needed in ("lstm_serve_requests_total", "lstm_serve_request_duration_seconds_bucket",
-                   "lstm_serve_batch_size_bucket", "lstm_serve_queue_depth",
-                   "lstm_serve_sessions_live", "lstm_serve_tokens_total",
-                   "lstm_serve_errors_total"):
+    for needed in (
+        "lstm_serve_requests_total",
+        "lstm_serve_request_duration_seconds_bucket",
+        "lstm_serve_batch_size_bucket",
+        "lstm_serve_queue_depth",
+        "lstm_serve_sessions_live",
+        "lstm_serve_tokens_total",
+        "lstm_serve_errors_total",
+    ):
         assert needed in names, f"the dashboard has no panel on {needed}"
     dashboard = json.loads(DASHBOARD.read_text())
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "prometheus", panel["title"]
-    provisioned = (DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
+    provisioned = DEPLOY / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
     assert "uid: prometheus" in provisioned.read_text()
 
 
@@ -172,19 +204,22 @@ def test_deployment_is_hardened_and_drains(target: str) -> None:
     assert "emptyDir" in volume
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["envFrom"][0]["configMapRef"]["name"] == objects["ConfigMap"]["metadata"][
-        "name"]
+    assert (
+        container["envFrom"][0]["configMapRef"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    )
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
     # On SIGTERM the server drains for up to LSTM_SERVE_DRAIN_TIMEOUT_S, then gives uvicorn's
     # graceful shutdown as long again (service/cli.py): the pod must not be killed before.
     drain_s = float(config["LSTM_SERVE_DRAIN_TIMEOUT_S"])
     assert pod["terminationGracePeriodSeconds"] >= float(pre_stop[1]) + 2 * drain_s, (
-        "the grace period must cover the preStop sleep and twice LSTM_SERVE_DRAIN_TIMEOUT_S")
+        "the grace period must cover the preStop sleep and twice LSTM_SERVE_DRAIN_TIMEOUT_S"
+    )
     service = objects["Service"]["spec"]
     assert service["sessionAffinity"] == "ClientIP"
-    assert (service["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"]
-            == int(float(config["LSTM_SERVE_SESSION_TTL_S"])))
+    assert service["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] == int(
+        float(config["LSTM_SERVE_SESSION_TTL_S"])
+    )
     assert {"HorizontalPodAutoscaler", "PodDisruptionBudget"} <= objects.keys()
 
 
@@ -202,15 +237,29 @@ def test_gpu_overlay_asks_for_a_gpu() -> None:
 # --- Metric names ---------------------------------------------------------------------------
 
 SERIES_LABELS = {"instance", "job", "le"}
-PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and",
-                "or", "unless", "offset"}
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+}
 
 
 def exported_series() -> dict[str, set[str]]:
     """Series names the server exports (from its registry), each with its label names."""
     metrics = Metrics()
-    labels_of = {wrapper._name: set(wrapper._labelnames)  # label names of labelled metrics
-                 for wrapper in vars(metrics).values() if isinstance(wrapper, MetricWrapperBase)}
+    labels_of = {
+        wrapper._name: set(wrapper._labelnames)  # label names of labelled metrics
+        for wrapper in vars(metrics).values()
+        if isinstance(wrapper, MetricWrapperBase)
+    }
     series: dict[str, set[str]] = {}
     for family in metrics.registry.collect():
         if family.type == "counter":
@@ -260,8 +309,9 @@ def label_names(expr: str) -> set[str]:
 
 
 def all_queries() -> list[tuple[str, str]]:
-    return ([("dashboard", e) for e in dashboard_queries()]
-            + [("alerts", e) for e in alert_queries()])
+    return [("dashboard", e) for e in dashboard_queries()] + [
+        ("alerts", e) for e in alert_queries()
+    ]
 
 
 def test_metrics_exports_what_is_expected() -> None:

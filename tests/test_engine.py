@@ -27,8 +27,9 @@ TEXTS = [
 ]
 
 
-def run_engine(checkpoint: Path, scenario: Callable[[Engine], Awaitable[Any]],
-               **config: Any) -> Any:
+def run_engine(
+    checkpoint: Path, scenario: Callable[[Engine], Awaitable[Any]], **config: Any
+) -> Any:
     async def main() -> Any:
         engine = Engine(EngineConfig(checkpoint, device="cpu", **config))
         await engine.start()
@@ -89,8 +90,7 @@ def test_score_chains_with_predict(tiny_checkpoint: Path) -> None:
     run_engine(tiny_checkpoint, scenario)
 
 
-def test_feed_whole_equals_word_by_word_and_session_equals_stateless(tiny_checkpoint: Path
-                                                                      ) -> None:
+def test_feed_whole_equals_word_by_word_and_session_equals_stateless(tiny_checkpoint: Path) -> None:
     text = "shares of the bank fell sharply on friday"
 
     async def scenario(engine: Engine) -> None:
@@ -106,8 +106,9 @@ def test_feed_whole_equals_word_by_word_and_session_equals_stateless(tiny_checkp
         assert _close([p.logprob for p in step.predictions], [p.logprob for p in fed.predictions])
         assert step.position == fed.position == len(text.split())
         stateless = await engine.predict(text, k=5)
-        assert _close([p.logprob for p in stateless.predictions],
-                      [p.logprob for p in fed.predictions])
+        assert _close(
+            [p.logprob for p in stateless.predictions], [p.logprob for p in fed.predictions]
+        )
         score = await engine.score(text)
         assert abs(score.logprob - fed.logprob) < 1e-4
 
@@ -151,18 +152,21 @@ def test_concurrent_feeds_to_one_session_apply_in_arrival_order(tiny_checkpoint:
 
 
 def test_seeded_sampling_is_identical_under_load(tiny_checkpoint: Path) -> None:
-    request = GenerationRequest(max_tokens=15, sampling=SamplingParams(0.9, 40, 0.95), seed=7,
-                                stop_at_eos=False)
+    request = GenerationRequest(
+        max_tokens=15, sampling=SamplingParams(0.9, 40, 0.95), seed=7, stop_at_eos=False
+    )
 
     async def lone(engine: Engine) -> list[str]:
         return [w.word for w in await (await engine.generate("the market", request)).collect()]
 
     async def loaded(engine: Engine) -> list[list[str]]:
-        noise = [await engine.generate(t, GenerationRequest(max_tokens=15, seed=i))
-                 for i, t in enumerate(TEXTS)]
+        noise = [
+            await engine.generate(t, GenerationRequest(max_tokens=15, seed=i))
+            for i, t in enumerate(TEXTS)
+        ]
         ours = [await engine.generate("the market", request) for _ in range(3)]
         results = await asyncio.gather(*(g.collect() for g in noise + ours))
-        return [[w.word for w in r] for r in results[len(noise):]]
+        return [[w.word for w in r] for r in results[len(noise) :]]
 
     reference = run_engine(tiny_checkpoint, lone)
     assert len(reference) == 15
@@ -225,8 +229,9 @@ def test_overload_is_immediate(tiny_checkpoint: Path) -> None:
     long_text = " ".join(["the market"] * 2000)
 
     async def scenario(engine: Engine) -> list[Any]:
-        return await asyncio.gather(*(engine.predict(long_text) for _ in range(40)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(engine.predict(long_text) for _ in range(40)), return_exceptions=True
+        )
 
     results = run_engine(tiny_checkpoint, scenario, max_queue=2, max_batch_size=1)
     overloaded = [r for r in results if isinstance(r, Overloaded)]
@@ -238,11 +243,13 @@ def test_deadline_gives_timeout(tiny_checkpoint: Path) -> None:
     long_text = " ".join(["the market"] * 20000)
 
     async def scenario(engine: Engine) -> list[Any]:
-        return await asyncio.gather(*(engine.score(long_text) for _ in range(4)),
-                                    return_exceptions=True)
+        return await asyncio.gather(
+            *(engine.score(long_text) for _ in range(4)), return_exceptions=True
+        )
 
-    results = run_engine(tiny_checkpoint, scenario, request_timeout_s=0.05, max_batch_size=1,
-                         max_text_chars=10**6)
+    results = run_engine(
+        tiny_checkpoint, scenario, request_timeout_s=0.05, max_batch_size=1, max_text_chars=10**6
+    )
     assert any(isinstance(r, Timeout) for r in results)
 
 
@@ -268,8 +275,9 @@ def test_ttl_expiry_and_capacity(tiny_checkpoint: Path) -> None:
         assert engine.runner.pool.in_use == 0  # type: ignore[union-attr]
         await engine.create_session("d")  # capacity is free again
 
-    run_engine(tiny_checkpoint, scenario, max_sessions=2, session_ttl_s=0.2,
-               session_sweep_interval_s=0.05)
+    run_engine(
+        tiny_checkpoint, scenario, max_sessions=2, session_ttl_s=0.2, session_sweep_interval_s=0.05
+    )
 
 
 def test_sessions_are_private_and_deletable(tiny_checkpoint: Path) -> None:

@@ -19,8 +19,10 @@ def test_batches_put_the_answer_at_the_start() -> None:
 
 
 def test_equal_parameter_budget() -> None:
-    sizes = {cell: long_dependency.hidden_for_budget(cell, 3000, 10, 8)
-             for cell in ("rnn", "lstm", "gru")}
+    sizes = {
+        cell: long_dependency.hidden_for_budget(cell, 3000, 10, 8)
+        for cell in ("rnn", "lstm", "gru")
+    }
     assert sizes["rnn"] > sizes["gru"] > sizes["lstm"]
     for cell, hidden in sizes.items():
         assert long_dependency.parameters(cell, hidden, 10, 8) <= 3000
@@ -29,9 +31,24 @@ def test_equal_parameter_budget() -> None:
 
 def test_experiment_runs_and_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
-    long_dependency.main(["--gaps", "2,3", "--cells", "lstm,gru", "--budget", "2000",
-                          "--steps", "3", "--test-size", "20", "--json", str(out),
-                          "--plot", str(tmp_path / "plot.png")])
+    long_dependency.main(
+        [
+            "--gaps",
+            "2,3",
+            "--cells",
+            "lstm,gru",
+            "--budget",
+            "2000",
+            "--steps",
+            "3",
+            "--test-size",
+            "20",
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "plot.png"),
+        ]
+    )
     result = json.loads(out.read_text())
     assert set(result["cells"]) == {"lstm", "gru"}
     assert all(len(c["accuracy"]) == 2 for c in result["cells"].values())

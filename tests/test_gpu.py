@@ -22,10 +22,12 @@ def _answers(checkpoint: Path, device: str) -> tuple[list[float], list[str]]:
         engine = Engine(EngineConfig(checkpoint, device=device))
         await engine.start()
         try:
-            scores = await asyncio.gather(*(engine.score(t) for t in
-                                            ["the market fell", "it 's N", "the bank said"]))
-            greedy = GenerationRequest(max_tokens=10, sampling=SamplingParams(0.0),
-                                       stop_at_eos=False)
+            scores = await asyncio.gather(
+                *(engine.score(t) for t in ["the market fell", "it 's N", "the bank said"])
+            )
+            greedy = GenerationRequest(
+                max_tokens=10, sampling=SamplingParams(0.0), stop_at_eos=False
+            )
             words = await (await engine.generate("the", greedy)).collect()
             return [lp for s in scores for lp in s.token_logprobs], [w.word for w in words]
         finally:

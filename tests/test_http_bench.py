@@ -51,11 +51,23 @@ def test_parse_wrk() -> None:
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
 def test_quick_run_writes_report(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "http"
-    cmd = [sys.executable, "-m", "bench.http_bench", "--out", str(out), "--quick",
-           "--model", str(tiny_checkpoint), "--levels", "1,4", "--ws-levels", "10",
-           "--duration-s", "1"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=150,
-                          check=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.http_bench",
+        "--out",
+        str(out),
+        "--quick",
+        "--model",
+        str(tiny_checkpoint),
+        "--levels",
+        "1,4",
+        "--ws-levels",
+        "10",
+        "--duration-s",
+        "1",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     doc = json.loads((out / "results.json").read_text())
@@ -76,10 +88,17 @@ def test_quick_run_writes_report(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert overload["readyz"]["polls"] >= 1
 
     report = (out / "REPORT.md").read_text()
-    for heading in ("# lstm-serve HTTP benchmark", "## 1. `POST /v1/predict`",
-                    "## 2. HTTP ceiling", "## 3. WebSocket streaming",
-                    "## 4. Open-loop overload", "speed-up", "feeds/s", "share of 429",
-                    "readiness held"):
+    for heading in (
+        "# lstm-serve HTTP benchmark",
+        "## 1. `POST /v1/predict`",
+        "## 2. HTTP ceiling",
+        "## 3. WebSocket streaming",
+        "## 4. Open-loop overload",
+        "speed-up",
+        "feeds/s",
+        "share of 429",
+        "readiness held",
+    ):
         assert heading in report, heading
     assert "--quick" in report
     assert (out / "throughput.png").stat().st_size > 0

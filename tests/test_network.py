@@ -11,8 +11,7 @@ from models.reference_cell import lstm_sequence
 
 def _model(seed: int = 0, **kwargs: object) -> LanguageModel:
     torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=50, embedding_size=12, hidden_size=12, num_layers=2,
-                         **kwargs)  # type: ignore[arg-type]
+    config = ModelConfig(vocab_size=50, embedding_size=12, hidden_size=12, num_layers=2, **kwargs)  # type: ignore[arg-type]
     return LanguageModel(config).eval()
 
 
@@ -64,8 +63,9 @@ def test_batched_rows_equal_rows_alone() -> None:
     with torch.no_grad():
         batched, (bh, bc) = model(tokens, (h0, c0))
         for row in range(4):
-            alone, (ah, ac) = model(tokens[row : row + 1],
-                                    (h0[:, row : row + 1], c0[:, row : row + 1]))
+            alone, (ah, ac) = model(
+                tokens[row : row + 1], (h0[:, row : row + 1], c0[:, row : row + 1])
+            )
             torch.testing.assert_close(alone[0], batched[row], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(ah[:, 0], bh[:, row], atol=1e-6, rtol=1e-5)
             torch.testing.assert_close(ac[:, 0], bc[:, row], atol=1e-6, rtol=1e-5)

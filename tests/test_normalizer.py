@@ -48,7 +48,16 @@ def test_deterministic_and_idempotent(ptb_vocabulary: Vocabulary) -> None:
 def test_whitespace_keeps_case_and_punctuation() -> None:
     wiki = Normalizer("whitespace", lowercase=False)
     assert wiki.words("The Battle @-@ of , 1999 .\nNext") == [
-        "The", "Battle", "@-@", "of", ",", "1999", ".", "<eos>", "Next"]
+        "The",
+        "Battle",
+        "@-@",
+        "of",
+        ",",
+        "1999",
+        ".",
+        "<eos>",
+        "Next",
+    ]
 
 
 def test_config_round_trip() -> None:
@@ -60,8 +69,20 @@ def test_config_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["It's 1999", "a\nb", "a\n", "\n", "", "x\r\ny", "a\n\nb", "a\rb", "tail \n\n",
-     "Mr. Smith's dog can't go.\n  next line  ", "line\u2028sep", "zzqx unknown-words here"],
+    [
+        "It's 1999",
+        "a\nb",
+        "a\n",
+        "\n",
+        "",
+        "x\r\ny",
+        "a\n\nb",
+        "a\rb",
+        "tail \n\n",
+        "Mr. Smith's dog can't go.\n  next line  ",
+        "line\u2028sep",
+        "zzqx unknown-words here",
+    ],
 )
 def test_cached_tokenizer_equals_normalizer(text: str, ptb_vocabulary: Vocabulary) -> None:
     from models.tokenizer import Tokenizer

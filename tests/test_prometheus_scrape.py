@@ -25,8 +25,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
-P50_QUERY = ("histogram_quantile(0.5, sum(rate(lstm_serve_request_duration_seconds_bucket[30s]))"
-             " by (le))")
+P50_QUERY = (
+    "histogram_quantile(0.5, sum(rate(lstm_serve_request_duration_seconds_bucket[30s])) by (le))"
+)
 DEADLINE_S = 60.0
 
 
@@ -57,10 +58,17 @@ def running_prometheus(config: str, directory: Path) -> Iterator[str]:
     log_path = directory / "prometheus.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [binary, f"--config.file={config_path}", f"--storage.tsdb.path={directory / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h",
-             "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                binary,
+                f"--config.file={config_path}",
+                f"--storage.tsdb.path={directory / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: ready(url), 30.0, "Prometheus ready", process, log_path)
@@ -80,9 +88,13 @@ def ready(url: str) -> bool:
     return False
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float, what: str,
-             process: subprocess.Popen[bytes] | None = None,
-             log_path: Path | None = None) -> None:
+def wait_for(
+    check: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    process: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -104,9 +116,11 @@ def query(url: str, promql: str) -> list[dict]:
 
 def test_prometheus_scrapes_lstm_serve(tiny_checkpoint: Path, tmp_path: Path) -> None:
     env = {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint)}
-    with running_server(env, tmp_path / "server.log") as server, \
-            running_prometheus(prometheus_config(server.port), tmp_path) as prometheus, \
-            httpx.Client(base_url=server.url, timeout=10) as client:
+    with (
+        running_server(env, tmp_path / "server.log") as server,
+        running_prometheus(prometheus_config(server.port), tmp_path) as prometheus,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
 
         def target_up() -> bool:
             return any(r["value"][1] == "1" for r in query(prometheus, 'up{job="lstm-serve"}'))
@@ -129,10 +143,14 @@ def test_prometheus_scrapes_lstm_serve(tiny_checkpoint: Path, tmp_path: Path) ->
         assert 0 < p50[0] < 10, p50
 
         assert fetch_rules(prometheus), "alerts.yml was not loaded"
-        wait_for(lambda: all(r["health"] != "unknown" for r in fetch_rules(prometheus)), 10.0,
-                 "every alert rule evaluated")
-        broken = {r["name"]: r.get("lastError") for r in fetch_rules(prometheus)
-                  if r["health"] != "ok"}
+        wait_for(
+            lambda: all(r["health"] != "unknown" for r in fetch_rules(prometheus)),
+            10.0,
+            "every alert rule evaluated",
+        )
+        broken = {
+            r["name"]: r.get("lastError") for r in fetch_rules(prometheus) if r["health"] != "ok"
+        }
         assert not broken, broken
 
 

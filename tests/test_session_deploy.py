@@ -18,8 +18,9 @@ OVERRIDE = "deploy/replicas/docker-compose.replicas.yml"
 
 
 def run(*args: str) -> str:
-    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120,
-                            check=False)
+    result = subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, f"{' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
 
@@ -35,8 +36,9 @@ def tool(name: str) -> str:
 def test_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
     conf = tmp_path / "nginx.conf"
     conf.write_text(config_for([18001, 18002, 18003], 18080))
-    out = run(NGINX, "-t", "-c", str(conf), "-p", str(tmp_path),
-              "-g", f"pid {tmp_path / 'nginx.pid'};")
+    out = run(
+        NGINX, "-t", "-c", str(conf), "-p", str(tmp_path), "-g", f"pid {tmp_path / 'nginx.pid'};"
+    )
     assert "test is successful" in out
     assert "hash $lstm_session_key consistent;" in conf.read_text()
 
@@ -59,11 +61,17 @@ def test_kustomize_renders_redis_and_replicas(tmp_path: Path) -> None:
     assert ("StatefulSet", "redis") in objects and ("Deployment", "session-lb") in objects
     deployment = objects[("Deployment", "lstm-serve")]
     assert deployment["spec"]["replicas"] >= 2
-    config = next(d for (kind, name), d in objects.items()
-                  if kind == "ConfigMap" and name.startswith("lstm-serve-config"))
+    config = next(
+        d
+        for (kind, name), d in objects.items()
+        if kind == "ConfigMap" and name.startswith("lstm-serve-config")
+    )
     assert config["data"]["LSTM_SERVE_SESSION_STORE"] == "redis://redis:6379/0"
-    assert all(d["metadata"].get("namespace") == "lstm-serve"
-               for (kind, _), d in objects.items() if kind != "Namespace")
+    assert all(
+        d["metadata"].get("namespace") == "lstm-serve"
+        for (kind, _), d in objects.items()
+        if kind != "Namespace"
+    )
     in_venv = Path(sys.executable).parent / "kubernetes-validate"
     validator = str(in_venv) if in_venv.is_file() else shutil.which("kubernetes-validate")
     if validator is not None:

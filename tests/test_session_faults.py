@@ -33,13 +33,15 @@ from tests.serverproc import ServerProcess, start_server
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(REDIS_SERVER is None or NGINX is None,
-                       reason="redis-server and nginx are needed"),
+    pytest.mark.skipif(
+        REDIS_SERVER is None or NGINX is None, reason="redis-server and nginx are needed"
+    ),
 ]
 VOCABULARY_WORDS = (
     "the company said it expects sales to rise sharply next year as investors are worried "
     "that federal reserve will raise interest rates again market prices fell on friday "
-    "after report analysts bank shares new york stock exchange").split()
+    "after report analysts bank shares new york stock exchange"
+).split()
 STREAMS = 8
 WORDS_PER_STREAM = 40
 TOLERANCE = 1e-4
@@ -71,15 +73,19 @@ class Stats:
 
 
 @contextlib.contextmanager
-def cluster(tmp_path: Path, tiny_checkpoint: Path, replicas: int = 2,
-            **settings: str) -> Iterator[Cluster]:
+def cluster(
+    tmp_path: Path, tiny_checkpoint: Path, replicas: int = 2, **settings: str
+) -> Iterator[Cluster]:
     started: list[ServerProcess] = []
     with running_redis(tmp_path) as redis:
         try:
-            env = {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint),
-                   "LSTM_SERVE_SESSION_STORE": redis.url, "LSTM_SERVE_THREADS": "1",
-                   "LSTM_SERVE_DRAIN_TIMEOUT_S": "5",
-                   **{f"LSTM_SERVE_{k.upper()}": v for k, v in settings.items()}}
+            env = {
+                "LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint),
+                "LSTM_SERVE_SESSION_STORE": redis.url,
+                "LSTM_SERVE_THREADS": "1",
+                "LSTM_SERVE_DRAIN_TIMEOUT_S": "5",
+                **{f"LSTM_SERVE_{k.upper()}": v for k, v in settings.items()},
+            }
             for i in range(replicas):
                 started.append(start_server(env, tmp_path / f"replica-{i}.log"))
             with running_nginx([s.port for s in started], tmp_path) as port:
@@ -91,8 +97,7 @@ def cluster(tmp_path: Path, tiny_checkpoint: Path, replicas: int = 2,
 
 def word_lists() -> list[list[str]]:
     rng = random.Random(7)
-    return [[rng.choice(VOCABULARY_WORDS) for _ in range(WORDS_PER_STREAM)]
-            for _ in range(STREAMS)]
+    return [[rng.choice(VOCABULARY_WORDS) for _ in range(WORDS_PER_STREAM)] for _ in range(STREAMS)]
 
 
 async def references(checkpoint: Path, lists: list[list[str]]) -> list[list[dict[str, Any]]]:
@@ -104,30 +109,47 @@ async def references(checkpoint: Path, lists: list[list[str]]) -> list[list[dict
         for words in lists:
             sid = (await engine.create_session("", 0)).session_id
             steps = [await engine.feed(sid, word, 5) for word in words]
-            out.append([{"position": s.position, "logprob": s.logprob,
-                         "predictions": [p.logprob for p in s.predictions]} for s in steps])
+            out.append(
+                [
+                    {
+                        "position": s.position,
+                        "logprob": s.logprob,
+                        "predictions": [p.logprob for p in s.predictions],
+                    }
+                    for s in steps
+                ]
+            )
         return out
     finally:
         await engine.stop()
 
 
 def same(answer: dict[str, Any], expected: dict[str, Any]) -> bool:
-    return (answer["position"] == expected["position"]
-            and abs(answer["logprob"] - expected["logprob"]) < TOLERANCE
-            and all(abs(p["logprob"] - e) < TOLERANCE
-                    for p, e in zip(answer["predictions"], expected["predictions"], strict=True)))
+    return (
+        answer["position"] == expected["position"]
+        and abs(answer["logprob"] - expected["logprob"]) < TOLERANCE
+        and all(
+            abs(p["logprob"] - e) < TOLERANCE
+            for p, e in zip(answer["predictions"], expected["predictions"], strict=True)
+        )
+    )
 
 
-async def stream_client(url: str, words: list[str], expected: list[dict[str, Any]],
-                        stats: Stats, progress: asyncio.Event, pace_s: float) -> None:
+async def stream_client(
+    url: str,
+    words: list[str],
+    expected: list[dict[str, Any]],
+    stats: Stats,
+    progress: asyncio.Event,
+    pace_s: float,
+) -> None:
     """Feed ``words`` one by one over ``WS /v1/stream``, resuming after any failure."""
     session_id: str | None = None
     done = 0  # words the session holds (acknowledged or found applied on resume)
     while done < len(words):
         query = f"?session_id={session_id}" if session_id else ""
         try:
-            async with connect(f"{url}/v1/stream{query}", open_timeout=5,
-                               close_timeout=1) as ws:
+            async with connect(f"{url}/v1/stream{query}", open_timeout=5, close_timeout=1) as ws:
                 ready = json.loads(await ws.recv())
                 if ready["type"] == "error":  # e.g. not_ready while a replica drains
                     stats.errors[ready["code"]] += 1
@@ -171,15 +193,17 @@ async def stream_client(url: str, words: list[str], expected: list[dict[str, Any
     stats.finished += 1
 
 
-async def run_streams(cluster_: Cluster, checkpoint: Path,
-                      fault: Callable[[], Awaitable[None]], pace_s: float = 0.03) -> Stats:
+async def run_streams(
+    cluster_: Cluster, checkpoint: Path, fault: Callable[[], Awaitable[None]], pace_s: float = 0.03
+) -> Stats:
     lists = word_lists()
     expected = await references(checkpoint, lists)
     stats = Stats()
     progress = asyncio.Event()
-    clients = [asyncio.create_task(stream_client(cluster_.ws_url, words, steps, stats,
-                                                 progress, pace_s))
-               for words, steps in zip(lists, expected, strict=True)]
+    clients = [
+        asyncio.create_task(stream_client(cluster_.ws_url, words, steps, stats, progress, pace_s))
+        for words, steps in zip(lists, expected, strict=True)
+    ]
     try:
         await asyncio.wait_for(progress.wait(), 60)
         await fault()
@@ -192,6 +216,7 @@ async def run_streams(cluster_: Cluster, checkpoint: Path,
 
 def busiest_replica(cluster_: Cluster) -> ServerProcess:
     """The replica with the most open streams (from its own /metrics)."""
+
     def streams(server: ServerProcess) -> float:
         text = httpx.get(server.url + "/metrics", timeout=5).text
         found = re.search(r"^lstm_serve_streams_open (\S+)$", text, re.MULTILINE)
@@ -208,6 +233,7 @@ def check(stats: Stats, lost: int = 0) -> None:
 
 def test_kill_9_mid_stream_resumes_elsewhere(tmp_path: Path, tiny_checkpoint: Path) -> None:
     with cluster(tmp_path, tiny_checkpoint) as c:
+
         async def fault() -> None:
             busiest_replica(c).stop(signal.SIGKILL)
 
@@ -236,6 +262,7 @@ def test_sigterm_drains_and_hands_off(tmp_path: Path, tiny_checkpoint: Path) -> 
 
 def test_redis_restart_never_silently_wrong(tmp_path: Path, tiny_checkpoint: Path) -> None:
     with cluster(tmp_path, tiny_checkpoint) as c:
+
         async def fault() -> None:
             await asyncio.to_thread(c.redis.stop)  # graceful: the append-only file is complete
             await asyncio.sleep(1.0)
@@ -251,8 +278,13 @@ def test_write_behind_loses_at_most_its_interval(tmp_path: Path, tiny_checkpoint
     """kill -9 in write-behind mode: the loss is bounded by the flush interval, and every
     feed (including the lost ones, fed again) still gives the reference's predictions."""
     interval_s, pace_s = 0.05, 0.03
-    with cluster(tmp_path, tiny_checkpoint, session_durability="write-behind",
-                 write_behind_interval_s=str(interval_s)) as c:
+    with cluster(
+        tmp_path,
+        tiny_checkpoint,
+        session_durability="write-behind",
+        write_behind_interval_s=str(interval_s),
+    ) as c:
+
         async def fault() -> None:
             busiest_replica(c).stop(signal.SIGKILL)
 
@@ -265,7 +297,8 @@ def test_write_behind_loses_at_most_its_interval(tmp_path: Path, tiny_checkpoint
 
 
 def test_http_sessions_resume_on_any_replica_but_not_another_model(
-        tmp_path: Path, tiny_checkpoint: Path, ptb_vocabulary: Any) -> None:
+    tmp_path: Path, tiny_checkpoint: Path, ptb_vocabulary: Any
+) -> None:
     from tests.conftest import make_checkpoint
 
     other_model = make_checkpoint(tmp_path / "other", ptb_vocabulary, seed=1)
@@ -281,13 +314,18 @@ def test_http_sessions_resume_on_any_replica_but_not_another_model(
         assert httpx.get(f"{a.url}/v1/sessions/{sid}").json()["position"] == 4
         on_a2 = httpx.post(f"{a.url}/v1/sessions/{sid}/feed", json={"text": "expects"}).json()
         assert (on_a["position"], on_b["position"], on_a2["position"]) == (3, 4, 5)
-        reference = httpx.post(a.url + "/v1/sessions",
-                               json={"text": "the company said it"}).json()["session_id"]
-        expected = httpx.post(f"{a.url}/v1/sessions/{reference}/feed",
-                              json={"text": "expects"}).json()
+        reference = httpx.post(a.url + "/v1/sessions", json={"text": "the company said it"}).json()[
+            "session_id"
+        ]
+        expected = httpx.post(
+            f"{a.url}/v1/sessions/{reference}/feed", json={"text": "expects"}
+        ).json()
         assert abs(on_a2["logprob"] - expected["logprob"]) < TOLERANCE
-        env = {"LSTM_SERVE_MODEL_PATH": str(other_model),
-               "LSTM_SERVE_SESSION_STORE": c.redis.url, "LSTM_SERVE_THREADS": "1"}
+        env = {
+            "LSTM_SERVE_MODEL_PATH": str(other_model),
+            "LSTM_SERVE_SESSION_STORE": c.redis.url,
+            "LSTM_SERVE_THREADS": "1",
+        }
         other = start_server(env, tmp_path / "other.log")
         try:
             refused = httpx.post(f"{other.url}/v1/sessions/{sid}/feed", json={"text": "x"})

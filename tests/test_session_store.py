@@ -69,7 +69,8 @@ def same_step(a: SessionStep, b: SessionStep) -> None:
     assert a.position == b.position and a.tokens == b.tokens
     assert abs(a.logprob - b.logprob) < 1e-4
     assert [round(p.logprob, 4) for p in a.predictions] == pytest.approx(
-        [round(p.logprob, 4) for p in b.predictions], abs=1e-3)
+        [round(p.logprob, 4) for p in b.predictions], abs=1e-3
+    )
 
 
 async def reference_steps(engine: Engine, words: list[str]) -> list[SessionStep]:
@@ -78,8 +79,9 @@ async def reference_steps(engine: Engine, words: list[str]) -> list[SessionStep]
 
 
 def test_record_round_trips_without_pickle() -> None:
-    record = SessionRecord("abc", "key", 7, 1.5, 2.5, 60.0, "f" * 64, 3, b"\x01" * 32,
-                           b"\x02" * 32, shape=(2, 4))
+    record = SessionRecord(
+        "abc", "key", 7, 1.5, 2.5, 60.0, "f" * 64, 3, b"\x01" * 32, b"\x02" * 32, shape=(2, 4)
+    )
     blob = record.encode()
     assert blob.startswith(b"LSS1") and b"\x01" * 32 + b"\x02" * 32 in blob
     assert SessionRecord.decode(blob) == record
@@ -104,6 +106,7 @@ def test_memory_store_compare_and_set() -> None:
 
 def test_tiering_with_the_memory_store(tiny_checkpoint: Path) -> None:
     """More sessions than resident slots: all stay exact, the pool stays small."""
+
     async def body(engines: Engines) -> None:
         engine = await engines.start(engine_config(tiny_checkpoint, max_resident_sessions=4))
         reference = await reference_steps(engine, WORDS[:3])
@@ -121,8 +124,7 @@ def test_tiering_with_the_memory_store(tiny_checkpoint: Path) -> None:
 
 
 @needs_redis
-def test_resume_on_another_engine_and_move_back(tiny_checkpoint: Path,
-                                                redis: RedisProcess) -> None:
+def test_resume_on_another_engine_and_move_back(tiny_checkpoint: Path, redis: RedisProcess) -> None:
     async def body(engines: Engines) -> None:
         config = engine_config(tiny_checkpoint, session_store=redis.url)
         a, b = await engines.start(config), await engines.start(config)
@@ -147,8 +149,9 @@ def test_resume_on_another_engine_and_move_back(tiny_checkpoint: Path,
 
 
 @needs_redis
-def test_another_model_is_incompatible(tiny_checkpoint: Path, tmp_path: Path,
-                                       redis: RedisProcess, ptb_vocabulary: Any) -> None:
+def test_another_model_is_incompatible(
+    tiny_checkpoint: Path, tmp_path: Path, redis: RedisProcess, ptb_vocabulary: Any
+) -> None:
     other = make_checkpoint(tmp_path / "other", ptb_vocabulary, seed=1)
 
     async def body(engines: Engines) -> None:
@@ -163,8 +166,9 @@ def test_another_model_is_incompatible(tiny_checkpoint: Path, tmp_path: Path,
 
 
 @needs_redis
-def test_store_outage_is_an_error_never_a_wrong_state(tiny_checkpoint: Path,
-                                                      redis: RedisProcess) -> None:
+def test_store_outage_is_an_error_never_a_wrong_state(
+    tiny_checkpoint: Path, redis: RedisProcess
+) -> None:
     async def body(engines: Engines) -> None:
         a = await engines.start(engine_config(tiny_checkpoint, session_store=redis.url))
         reference = await reference_steps(a, WORDS[:3])
@@ -184,8 +188,12 @@ def test_store_outage_is_an_error_never_a_wrong_state(tiny_checkpoint: Path,
 @needs_redis
 def test_write_behind_flushes_on_stop(tiny_checkpoint: Path, redis: RedisProcess) -> None:
     async def body(engines: Engines) -> None:
-        config = engine_config(tiny_checkpoint, session_store=redis.url,
-                               session_durability="write-behind", write_behind_interval_s=30)
+        config = engine_config(
+            tiny_checkpoint,
+            session_store=redis.url,
+            session_durability="write-behind",
+            write_behind_interval_s=30,
+        )
         a = await engines.start(config)
         reference = await reference_steps(a, WORDS[:4])
         sid = (await a.create_session("")).session_id
@@ -202,15 +210,15 @@ def test_redis_url_that_does_not_answer_fails_the_start(tiny_checkpoint: Path) -
     from tests.serverproc import free_port
 
     async def scenario() -> None:
-        engine = Engine(engine_config(tiny_checkpoint,
-                                      session_store=f"redis://127.0.0.1:{free_port()}/0"))
+        engine = Engine(
+            engine_config(tiny_checkpoint, session_store=f"redis://127.0.0.1:{free_port()}/0")
+        )
         with pytest.raises(Exception, match="unavailable"):
             await engine.start()
         await engine.stop()
 
     pytest.importorskip("redis")
     run(scenario)
-
 
 
 @needs_redis
@@ -224,9 +232,14 @@ def test_many_sessions_with_a_tiny_pool(tiny_checkpoint: Path, redis: RedisProce
     resident, chunk = 64, 64
 
     async def body(engines: Engines) -> dict[str, float]:
-        engine = await engines.start(engine_config(
-            tiny_checkpoint, session_store=redis.url, max_resident_sessions=resident,
-            max_sessions=count + chunk))
+        engine = await engines.start(
+            engine_config(
+                tiny_checkpoint,
+                session_store=redis.url,
+                max_resident_sessions=resident,
+                max_sessions=count + chunk,
+            )
+        )
         expected = {}
         for word in WORDS:  # the state after each first word, then "said"
             sid = (await engine.create_session(word)).session_id
@@ -253,8 +266,13 @@ def test_many_sessions_with_a_tiny_pool(tiny_checkpoint: Path, redis: RedisProce
         assert resumed >= count - resident  # nearly all came back from the store
         assert len(engine.sessions) <= resident + chunk  # type: ignore[arg-type]
         assert engine.runner.pool.capacity <= 4 * (resident + chunk)  # type: ignore[union-attr]
-        return {"sessions": count, "resumed": resumed, "created_s": created_s,
-                "resumed_s": resumed_s, "store_bytes_per_session": bytes_per_session}
+        return {
+            "sessions": count,
+            "resumed": resumed,
+            "created_s": created_s,
+            "resumed_s": resumed_s,
+            "store_bytes_per_session": bytes_per_session,
+        }
 
     figures = run(lambda: with_engines(body))
     print("many sessions:", figures)

@@ -16,8 +16,13 @@ from models.network import LanguageModel
 from models.presets import RECIPES
 from models.vocabulary import Vocabulary
 
-SENTENCES = ["the cat sat on the mat", "a dog ran in the park", "the bird sang a song",
-             "my cat ate the fish", "a dog saw the cat"]
+SENTENCES = [
+    "the cat sat on the mat",
+    "a dog ran in the park",
+    "the bird sang a song",
+    "my cat ate the fish",
+    "a dog saw the cat",
+]
 
 
 def _corpus(directory: Path, repeat: int = 40) -> Path:
@@ -72,13 +77,41 @@ def test_evaluate_matches_hand_computation() -> None:
 def test_cli_trains_keeps_best_evaluates_and_resumes(tmp_path: Path, capsys) -> None:
     data = _corpus(tmp_path / "data", repeat=10)
     out = tmp_path / "run"
-    train.main(["--recipe", "tiny", "--data", str(data), "--out", str(out), "--epochs", "1",
-                "--normalizer", "whitespace", "--device", "cpu"])
+    train.main(
+        [
+            "--recipe",
+            "tiny",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--normalizer",
+            "whitespace",
+            "--device",
+            "cpu",
+        ]
+    )
     best = load(out / "best")
     assert best.card["training"]["epochs"] == 1
     assert best.card["valid_perplexity"] > 1
-    train.main(["--recipe", "tiny", "--data", str(data), "--out", str(out), "--epochs", "2",
-                "--resume", str(out / "last"), "--device", "cpu"])
+    train.main(
+        [
+            "--recipe",
+            "tiny",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--resume",
+            str(out / "last"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert load(out / "last").card["training"]["epochs"] == 2
     evaluate.main(["--checkpoint", str(out / "best"), "--data", str(data), "--split", "test"])
     printed = capsys.readouterr().out

@@ -23,15 +23,22 @@ log = logging.getLogger(__name__)
 
 def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
-        model_path=settings.model_path, device=settings.device,
-        max_batch_size=settings.max_batch_size, max_batch_tokens=settings.max_batch_tokens,
-        max_queue=settings.max_queue, request_timeout_s=settings.request_timeout_s,
-        session_ttl_s=settings.session_ttl_s, max_sessions=settings.max_sessions,
+        model_path=settings.model_path,
+        device=settings.device,
+        max_batch_size=settings.max_batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        max_queue=settings.max_queue,
+        request_timeout_s=settings.request_timeout_s,
+        session_ttl_s=settings.session_ttl_s,
+        max_sessions=settings.max_sessions,
         session_sweep_interval_s=settings.session_sweep_interval_s,
-        max_text_chars=settings.max_text_chars, threads=settings.threads,
-        session_store=settings.session_store, session_durability=settings.session_durability,
+        max_text_chars=settings.max_text_chars,
+        threads=settings.threads,
+        session_store=settings.session_store,
+        session_durability=settings.session_durability,
         write_behind_interval_s=settings.write_behind_interval_s,
-        max_resident_sessions=settings.max_resident_sessions)
+        max_resident_sessions=settings.max_resident_sessions,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,8 +78,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_text.router)
     app.include_router(routes_sessions.router)
     app.add_api_websocket_route("/v1/stream", stream_endpoint, name="stream")
-    app.add_middleware(ServingMiddleware, metrics=metrics, drain=app.state.drain,
-                       max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        ServingMiddleware,
+        metrics=metrics,
+        drain=app.state.drain,
+        max_body_bytes=settings.max_body_bytes,
+    )
     return app
 
 

@@ -13,8 +13,10 @@ from service.settings import Settings
 
 
 def prediction_items(predictions: list[WordProbability]) -> list[PredictionItem]:
-    return [PredictionItem(word=p.word, probability=p.probability, logprob=p.logprob)
-            for p in predictions]
+    return [
+        PredictionItem(word=p.word, probability=p.probability, logprob=p.logprob)
+        for p in predictions
+    ]
 
 
 def check_k(k: int, settings: Settings) -> int:
@@ -25,12 +27,15 @@ def check_k(k: int, settings: Settings) -> int:
 
 def generation_request(fields: SamplingFields, settings: Settings) -> GenerationRequest:
     if fields.max_tokens > settings.max_tokens:
-        raise InvalidRequest(f"max_tokens: at most {settings.max_tokens}",
-                             {"max_tokens": settings.max_tokens})
+        raise InvalidRequest(
+            f"max_tokens: at most {settings.max_tokens}", {"max_tokens": settings.max_tokens}
+        )
     return GenerationRequest(
         max_tokens=fields.max_tokens,
         sampling=SamplingParams(float(fields.temperature), fields.top_k, float(fields.top_p)),
-        seed=fields.seed, stop_at_eos=fields.stop_at_eos)
+        seed=fields.seed,
+        stop_at_eos=fields.stop_at_eos,
+    )
 
 
 def rfc3339(unix_s: float) -> str:
@@ -39,7 +44,10 @@ def rfc3339(unix_s: float) -> str:
 
 
 def session_info(info: SessionInfo) -> SessionInfoResponse:
-    return SessionInfoResponse(session_id=info.session_id, position=info.position,
-                               created_at=rfc3339(info.created_at),
-                               last_used_at=rfc3339(info.last_used_at),
-                               expires_at=rfc3339(info.expires_at))
+    return SessionInfoResponse(
+        session_id=info.session_id,
+        position=info.position,
+        created_at=rfc3339(info.created_at),
+        last_used_at=rfc3339(info.last_used_at),
+        expires_at=rfc3339(info.expires_at),
+    )

@@ -27,8 +27,13 @@ STATUS: dict[type[errors.ServeError], int] = {
     errors.NotReady: 503,
     errors.Timeout: 504,
 }
-_FRAMEWORK_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
-                    401: "unauthorized", 503: "not_ready"}
+_FRAMEWORK_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    401: "unauthorized",
+    503: "not_ready",
+}
 
 
 def status_of(error: errors.ServeError) -> int:
@@ -94,8 +99,11 @@ def install(app: FastAPI) -> None:
             return JSONResponse(error_body("invalid_request", "body: malformed JSON"), 422)
         code = _FRAMEWORK_CODES.get(exc.status_code, "invalid_request")
         request.state.error_code = code
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -53,14 +53,16 @@ class ServingMiddleware:
                 await _send_error(send_wrapper, 503, "not_ready", "server is draining")
                 scope.setdefault("state", {})["error_code"] = "not_ready"
             elif _content_length(scope) > self.max_body_bytes:
-                await _send_error(send_wrapper, 413, "payload_too_large",
-                                  f"body over {self.max_body_bytes} bytes")
+                await _send_error(
+                    send_wrapper, 413, "payload_too_large", f"body over {self.max_body_bytes} bytes"
+                )
                 scope.setdefault("state", {})["error_code"] = "payload_too_large"
             else:
                 await self.app(_as_json(scope), self._limited(scope, receive), send_wrapper)
         except BodyTooLarge:
-            await _send_error(send_wrapper, 413, "payload_too_large",
-                              f"body over {self.max_body_bytes} bytes")
+            await _send_error(
+                send_wrapper, 413, "payload_too_large", f"body over {self.max_body_bytes} bytes"
+            )
             scope.setdefault("state", {})["error_code"] = "payload_too_large"
         finally:
             self.drain.exit()
@@ -92,9 +94,19 @@ class ServingMiddleware:
         if code:
             self.metrics.errors.labels(code).inc()
         if template not in ("/healthz", "/readyz", "/metrics"):
-            log.info("%s %s %d %.1fms", method, template, status, elapsed_s * 1000,
-                     extra={"request_id": request_id, "status": status, "route": template,
-                            "duration_ms": round(elapsed_s * 1000, 2)})
+            log.info(
+                "%s %s %d %.1fms",
+                method,
+                template,
+                status,
+                elapsed_s * 1000,
+                extra={
+                    "request_id": request_id,
+                    "status": status,
+                    "route": template,
+                    "duration_ms": round(elapsed_s * 1000, 2),
+                },
+            )
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -124,7 +136,14 @@ def _content_length(scope: Scope) -> int:
 
 async def _send_error(send: Send, status: int, code: str, message: str) -> None:
     body: Any = json.dumps(error_body(code, message)).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

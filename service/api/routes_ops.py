@@ -23,8 +23,11 @@ async def healthz() -> HealthResponse:
     return HealthResponse(status="ok")
 
 
-@router.get("/readyz", summary="Readiness: 200 once the model is loaded, warm and served",
-            responses={503: {"model": HealthResponse, "description": "not ready, with a reason"}})
+@router.get(
+    "/readyz",
+    summary="Readiness: 200 once the model is loaded, warm and served",
+    responses={503: {"model": HealthResponse, "description": "not ready, with a reason"}},
+)
 async def readyz(request: Request) -> Any:
     engine: Engine = request.app.state.engine
     ready, reason = engine.health()
@@ -34,8 +37,9 @@ async def readyz(request: Request) -> Any:
     if load_error:
         ready, reason = False, f"model failed to load: {load_error}"
     engine.metrics.ready.set(1 if ready else 0)
-    body = HealthResponse(status="ready" if ready else "not_ready",
-                          reason=None if ready else reason)
+    body = HealthResponse(
+        status="ready" if ready else "not_ready", reason=None if ready else reason
+    )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
@@ -53,8 +57,12 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/models", summary="The served model's card", tags=["models"],
-            dependencies=[Depends(require_key)],
-            responses=responses(errors.Unauthorized, errors.NotReady))
+@router.get(
+    "/v1/models",
+    summary="The served model's card",
+    tags=["models"],
+    dependencies=[Depends(require_key)],
+    responses=responses(errors.Unauthorized, errors.NotReady),
+)
 async def models(engine: Annotated[Engine, Depends(ready_engine)]) -> dict[str, Any]:
     return engine.model_card()

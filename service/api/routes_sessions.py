@@ -28,41 +28,72 @@ SettingsDep = Annotated[Settings, Depends(settings_of)]
 _COMMON = (errors.Unauthorized, errors.NotReady, errors.Timeout, errors.Overloaded)
 
 
-@router.post("", status_code=201, summary="Create a session, optionally with a prefix",
-             responses=responses(*_COMMON, errors.PayloadTooLarge))
-async def create_session(body: CreateSessionRequest, engine: EngineDep, owner: Owner,
-                         settings: SettingsDep) -> SessionStepResponse:
-    step = await engine.create_session(body.text, check_k(body.k, settings), owner,
-                                       body.exclude_special)
-    return SessionStepResponse(session_id=step.session_id, position=step.position,
-                               tokens=step.tokens, predictions=prediction_items(step.predictions))
+@router.post(
+    "",
+    status_code=201,
+    summary="Create a session, optionally with a prefix",
+    responses=responses(*_COMMON, errors.PayloadTooLarge),
+)
+async def create_session(
+    body: CreateSessionRequest, engine: EngineDep, owner: Owner, settings: SettingsDep
+) -> SessionStepResponse:
+    step = await engine.create_session(
+        body.text, check_k(body.k, settings), owner, body.exclude_special
+    )
+    return SessionStepResponse(
+        session_id=step.session_id,
+        position=step.position,
+        tokens=step.tokens,
+        predictions=prediction_items(step.predictions),
+    )
 
 
-@router.get("/{session_id}", summary="A session's position and timestamps",
-            responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible))
+@router.get(
+    "/{session_id}",
+    summary="A session's position and timestamps",
+    responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible),
+)
 async def get_session(session_id: str, engine: EngineDep, owner: Owner) -> SessionInfoResponse:
     return session_info(await engine.describe_session(session_id, owner))
 
 
-@router.post("/{session_id}/feed", summary="Feed new words; get their log-prob and predictions",
-             responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible,
-                                 errors.PayloadTooLarge))
-async def feed(session_id: str, body: FeedRequest, engine: EngineDep, owner: Owner,
-               settings: SettingsDep) -> FeedResponse:
-    step = await engine.feed(session_id, body.text, check_k(body.k, settings), owner,
-                             body.exclude_special)
-    return FeedResponse(session_id=step.session_id, position=step.position, tokens=step.tokens,
-                        logprob=step.logprob, predictions=prediction_items(step.predictions))
+@router.post(
+    "/{session_id}/feed",
+    summary="Feed new words; get their log-prob and predictions",
+    responses=responses(
+        *_COMMON, errors.SessionNotFound, errors.SessionIncompatible, errors.PayloadTooLarge
+    ),
+)
+async def feed(
+    session_id: str, body: FeedRequest, engine: EngineDep, owner: Owner, settings: SettingsDep
+) -> FeedResponse:
+    step = await engine.feed(
+        session_id, body.text, check_k(body.k, settings), owner, body.exclude_special
+    )
+    return FeedResponse(
+        session_id=step.session_id,
+        position=step.position,
+        tokens=step.tokens,
+        logprob=step.logprob,
+        predictions=prediction_items(step.predictions),
+    )
 
 
-@router.post("/{session_id}/reset", summary="Back to the sentence start, position 0",
-             responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible))
+@router.post(
+    "/{session_id}/reset",
+    summary="Back to the sentence start, position 0",
+    responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible),
+)
 async def reset(session_id: str, engine: EngineDep, owner: Owner) -> SessionInfoResponse:
     return session_info(await engine.reset_session(session_id, owner))
 
 
-@router.delete("/{session_id}", status_code=204, summary="Delete a session",
-               responses=responses(*_COMMON, errors.SessionNotFound))
+@router.delete(
+    "/{session_id}",
+    status_code=204,
+    summary="Delete a session",
+    responses=responses(*_COMMON, errors.SessionNotFound),
+)
 async def delete(session_id: str, engine: EngineDep, owner: Owner) -> Response:
     await engine.remove_session(session_id, owner)
     return Response(status_code=204)

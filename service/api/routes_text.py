@@ -30,47 +30,75 @@ from service.settings import Settings
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["text"])
 EngineDep = Annotated[Engine, Depends(ready_engine)]
 SettingsDep = Annotated[Settings, Depends(settings_of)]
-_COMMON = (errors.Unauthorized, errors.PayloadTooLarge, errors.Overloaded, errors.NotReady,
-           errors.Timeout)
-
-
-@router.post("/predict", summary="Next-word predictions after a text",
-             responses=responses(*_COMMON))
-async def predict(body: PredictRequest, engine: EngineDep,
-                  settings: SettingsDep) -> PredictResponse:
-    result = await engine.predict(body.text, check_k(body.k, settings), body.exclude_special)
-    return PredictResponse(model=engine.model_id, tokens=result.tokens,
-                           predictions=prediction_items(result.predictions))
-
-
-@router.post("/score", summary="Per-token log-probabilities and perplexity of a text",
-             responses=responses(*_COMMON))
-async def score(body: ScoreRequest, engine: EngineDep) -> ScoreResponse:
-    result = await engine.score(body.text)
-    return ScoreResponse(model=engine.model_id, tokens=result.tokens,
-                         token_logprobs=result.token_logprobs, logprob=result.logprob,
-                         perplexity=result.perplexity)
+_COMMON = (
+    errors.Unauthorized,
+    errors.PayloadTooLarge,
+    errors.Overloaded,
+    errors.NotReady,
+    errors.Timeout,
+)
 
 
 @router.post(
-    "/generate", summary="Generate words after a prompt (JSON, or SSE with stream: true)",
-    responses={**responses(*_COMMON),
-               200: {"content": {"text/event-stream": {}},
-                     "description": "JSON, or Server-Sent Events when stream is true"}},
+    "/predict", summary="Next-word predictions after a text", responses=responses(*_COMMON)
 )
-async def generate(body: GenerateRequest, engine: EngineDep,
-                   settings: SettingsDep) -> Any:
+async def predict(
+    body: PredictRequest, engine: EngineDep, settings: SettingsDep
+) -> PredictResponse:
+    result = await engine.predict(body.text, check_k(body.k, settings), body.exclude_special)
+    return PredictResponse(
+        model=engine.model_id,
+        tokens=result.tokens,
+        predictions=prediction_items(result.predictions),
+    )
+
+
+@router.post(
+    "/score",
+    summary="Per-token log-probabilities and perplexity of a text",
+    responses=responses(*_COMMON),
+)
+async def score(body: ScoreRequest, engine: EngineDep) -> ScoreResponse:
+    result = await engine.score(body.text)
+    return ScoreResponse(
+        model=engine.model_id,
+        tokens=result.tokens,
+        token_logprobs=result.token_logprobs,
+        logprob=result.logprob,
+        perplexity=result.perplexity,
+    )
+
+
+@router.post(
+    "/generate",
+    summary="Generate words after a prompt (JSON, or SSE with stream: true)",
+    responses={
+        **responses(*_COMMON),
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "JSON, or Server-Sent Events when stream is true",
+        },
+    },
+)
+async def generate(body: GenerateRequest, engine: EngineDep, settings: SettingsDep) -> Any:
     stream = await engine.generate(body.text, generation_request(body, settings))
     if body.stream:
-        return StreamingResponse(_sse(stream, engine.model_id), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            _sse(stream, engine.model_id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     try:
         words = await asyncio.wait_for(stream.collect(), settings.request_timeout_s)
     except TimeoutError:
         raise errors.Timeout("generation did not finish within its deadline") from None
-    return GenerateResponse(model=engine.model_id, prompt_tokens=stream.prompt_tokens,
-                            tokens=[w.word for w in words], text=stream.text,
-                            finish_reason=stream.finish_reason.value)  # type: ignore[union-attr,arg-type]
+    return GenerateResponse(
+        model=engine.model_id,
+        prompt_tokens=stream.prompt_tokens,
+        tokens=[w.word for w in words],
+        text=stream.text,
+        finish_reason=stream.finish_reason.value,
+    )  # type: ignore[union-attr,arg-type]
 
 
 async def _sse(stream: GenerationStream, model_id: str) -> AsyncIterator[str]:
@@ -81,9 +109,15 @@ async def _sse(stream: GenerationStream, model_id: str) -> AsyncIterator[str]:
     except errors.ServeError as error:
         yield _event(error_body(error.code, error.message))
         return
-    yield _event({"finish_reason": stream.finish_reason.value,  # type: ignore[union-attr]
-                  "model": model_id, "prompt_tokens": stream.prompt_tokens,
-                  "tokens": stream.words, "text": stream.text})
+    yield _event(
+        {
+            "finish_reason": stream.finish_reason.value,  # type: ignore[union-attr]
+            "model": model_id,
+            "prompt_tokens": stream.prompt_tokens,
+            "tokens": stream.words,
+            "text": stream.text,
+        }
+    )
 
 
 def _event(data: dict[str, Any]) -> str:

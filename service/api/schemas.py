@@ -149,5 +149,6 @@ class WsClose(Strict):
     id: MessageId = None
 
 
-WsMessage = Annotated[WsFeed | WsGenerate | WsCancel | WsReset | WsClose,
-                      Field(discriminator="type")]
+WsMessage = Annotated[
+    WsFeed | WsGenerate | WsCancel | WsReset | WsClose, Field(discriminator="type")
+]

@@ -77,8 +77,9 @@ async def _open(websocket: WebSocket, engine: Engine, draining: bool) -> tuple[S
 class StreamConnection:
     """One attached stream: the receive loop plus the ordered message task."""
 
-    def __init__(self, websocket: WebSocket, engine: Engine, session: Session,
-                 settings: Settings) -> None:
+    def __init__(
+        self, websocket: WebSocket, engine: Engine, session: Session, settings: Settings
+    ) -> None:
         self.ws = websocket
         self.engine = engine
         self.session = session
@@ -123,8 +124,7 @@ class StreamConnection:
         message_id = None
         try:
             if len(raw) > self.settings.max_ws_message_bytes:
-                raise PayloadTooLarge(
-                    f"message over {self.settings.max_ws_message_bytes} bytes")
+                raise PayloadTooLarge(f"message over {self.settings.max_ws_message_bytes} bytes")
             data = json.loads(raw)
             if isinstance(data, dict):
                 message_id = data.get("id")
@@ -156,13 +156,23 @@ class StreamConnection:
 
     async def _handle(self, message: Any) -> None:
         if isinstance(message, WsFeed):
-            step = await self.engine.feed(self.session.id, message.text,
-                                          check_k(message.k, self.settings),
-                                          self.session.owner, message.exclude_special)
-            await self._send({"type": "predictions", "position": step.position,
-                              "tokens": step.tokens, "logprob": step.logprob,
-                              "predictions": [p.model_dump() for p in
-                                              prediction_items(step.predictions)]}, message.id)
+            step = await self.engine.feed(
+                self.session.id,
+                message.text,
+                check_k(message.k, self.settings),
+                self.session.owner,
+                message.exclude_special,
+            )
+            await self._send(
+                {
+                    "type": "predictions",
+                    "position": step.position,
+                    "tokens": step.tokens,
+                    "logprob": step.logprob,
+                    "predictions": [p.model_dump() for p in prediction_items(step.predictions)],
+                },
+                message.id,
+            )
         elif isinstance(message, WsGenerate):
             await self._generate(message)
         elif isinstance(message, WsReset):
@@ -181,26 +191,38 @@ class StreamConnection:
         self.generation = self.engine.generate_in_session(self.session, request)
         try:
             async for word in self.generation:
-                await self._send({"type": "token", "word": word.word,
-                                  "position": word.position}, message.id)
+                await self._send(
+                    {"type": "token", "word": word.word, "position": word.position}, message.id
+                )
             reason = self.generation.finish_reason
             await self.engine.persist_session(self.session)  # stored before "done"
-            await self._send({"type": "done", "finish_reason": reason.value,  # type: ignore[union-attr]
-                              "text": self.generation.text, "position": self.session.position},
-                             message.id)
+            await self._send(
+                {
+                    "type": "done",
+                    "finish_reason": reason.value,  # type: ignore[union-attr]
+                    "text": self.generation.text,
+                    "position": self.session.position,
+                },
+                message.id,
+            )
         finally:
             self.generation = None
 
     async def _send_ready(self, message_id: Any) -> None:
-        await self._send({"type": "ready", "session_id": self.session.id,
-                          "position": self.session.position, "model": self.engine.model_id},
-                         message_id)
+        await self._send(
+            {
+                "type": "ready",
+                "session_id": self.session.id,
+                "position": self.session.position,
+                "model": self.engine.model_id,
+            },
+            message_id,
+        )
 
     async def _send(self, payload: dict[str, Any], message_id: Any = None) -> None:
         if message_id is not None:
             payload["id"] = message_id
         await self.ws.send_text(json.dumps(payload, separators=(",", ":")))
-
 
 
 @dataclass(frozen=True)

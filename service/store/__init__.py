@@ -5,8 +5,14 @@ from __future__ import annotations
 from service.store.base import SessionRecord, SessionStore, StoreConflict, StoreUnavailable
 from service.store.memory import MemoryStore
 
-__all__ = ["MemoryStore", "SessionRecord", "SessionStore", "StoreConflict",
-           "StoreUnavailable", "open_store"]
+__all__ = [
+    "MemoryStore",
+    "SessionRecord",
+    "SessionStore",
+    "StoreConflict",
+    "StoreUnavailable",
+    "open_store",
+]
 
 
 def open_store(url: str, max_records: int = 1_000_000) -> SessionStore:

@@ -34,8 +34,9 @@ class MemoryStore:
         current = await self.load(record.id)
         stored = current.version if current is not None else 0
         if stored != expected_version:
-            raise StoreConflict(f"session {record.id[:8]}: stored version {stored}, "
-                                f"expected {expected_version}")
+            raise StoreConflict(
+                f"session {record.id[:8]}: stored version {stored}, expected {expected_version}"
+            )
         if current is None and len(self._records) >= self.max_records:
             self.prune()
             if len(self._records) >= self.max_records:

@@ -51,8 +51,14 @@ class RedisStore:
         # a feed is not held up for long by a store that is down.
         retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 3)
         pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=timeout_s, socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s, health_check_interval=30, retry=retry)
+            url,
+            max_connections=64,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            health_check_interval=30,
+            retry=retry,
+        )
         self._redis = aioredis.Redis(connection_pool=pool)
         self._save = self._redis.register_script(_SAVE)
 
@@ -70,16 +76,16 @@ class RedisStore:
 
     async def save(self, record: SessionRecord, expected_version: int) -> None:
         ttl_ms = max(1, int(record.ttl_s * 1000))
-        args = [expected_version, record.version, record.encode(), ttl_ms,
-                secrets.token_hex(8)]
+        args = [expected_version, record.version, record.encode(), ttl_ms, secrets.token_hex(8)]
         try:  # the client retries connection errors itself; the token keeps that safe
             answer = await self._save(keys=[key_of(record.id)], args=args)
         except RedisError as error:
             raise StoreUnavailable(f"session store unavailable: {error}") from error
         if int(answer) != 1:
             found = -1 - int(answer)
-            raise StoreConflict(f"session {record.id[:8]}: stored version {found}, "
-                                f"expected {expected_version}")
+            raise StoreConflict(
+                f"session {record.id[:8]}: stored version {found}, expected {expected_version}"
+            )
 
     async def version(self, session_id: str) -> int | None:
         try:
