@@ -104,15 +104,23 @@ async def lone_overhead(model: Path, repeats: int) -> dict[str, float]:
     return {"bare_step_ms": bare_ms, "engine_ms": full_ms, "added_ms": full_ms - bare_ms}
 
 
+async def _create_sessions(engine: Engine, count: int, chunk: int = 4096) -> list[str]:
+    """Create ``count`` empty sessions, ``chunk`` at a time (the queue is bounded)."""
+    ids: list[str] = []
+    for start in range(0, count, chunk):
+        created = await asyncio.gather(
+            *(engine.create_session("") for _ in range(min(chunk, count - start)))
+        )
+        ids.extend(s.session_id for s in created)
+    return ids
+
+
 async def session_feeds(
     model: Path, sessions: int, concurrency: int, duration_s: float
 ) -> dict[str, Any]:
     engine = Engine(EngineConfig(model, device="cpu", max_queue=8192, max_sessions=sessions * 2))
     await engine.start()
-    ids = [
-        s.session_id
-        for s in await asyncio.gather(*(engine.create_session("") for _ in range(sessions)))
-    ]
+    ids = await _create_sessions(engine, sessions)
     words = [w for s in SENTENCES for w in s.split()]
     latencies: list[float] = []
     stop_at = time.perf_counter() + duration_s
@@ -189,10 +197,7 @@ async def session_memory(model: Path, sessions: int) -> dict[str, Any]:
     await engine.start()
     gc.collect()
     before = _rss_bytes()
-    for start in range(0, sessions, 4096):
-        await asyncio.gather(
-            *(engine.create_session("") for _ in range(min(4096, sessions - start)))
-        )
+    await _create_sessions(engine, sessions)
     gc.collect()
     after = _rss_bytes()
     runner = engine.runner

@@ -504,16 +504,22 @@ class Engine:
             if item.on_finish is not None:
                 item.on_finish(None)
             raise
-        assert item.future is not None
+        future = item.future
+        assert future is not None
+        # A plain timer rather than wait_for(shield(...)): two fewer tasks per request.
         remaining = max(0.0, item.deadline - time.monotonic())
+        timer = asyncio.get_running_loop().call_later(remaining, self._expire, future)
         try:
-            return await asyncio.wait_for(asyncio.shield(item.future), remaining)
-        except TimeoutError:
-            worker.cancel(item)
-            raise Timeout(f"no result within {self.config.request_timeout_s}s") from None
-        except asyncio.CancelledError:
+            return await future
+        except (Timeout, asyncio.CancelledError):
             worker.cancel(item)
             raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            future.set_exception(Timeout(f"no result within {self.config.request_timeout_s}s"))
 
     def _start_generation(
         self,

@@ -7,6 +7,7 @@ scatters the final states back, and decodes only the positions that someone need
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -71,6 +72,7 @@ class ModelRunner:
         with torch.inference_mode():
             eos = torch.tensor([[self.vocabulary.eos_id]], device=device)
             _, (h, c) = self.model.hidden_states(eos)
+            self.start_log_norm = float(self.model.decoder(h[-1]).logsumexp(-1)[0])
         self.start_h, self.start_c = h, c  # [layers, 1, hidden]
 
     @torch.inference_mode()
@@ -89,9 +91,19 @@ class ModelRunner:
                 h[:, i] = self._from_bytes(row.restore[0], self.pool.hidden)
                 c[:, i] = self._from_bytes(row.restore[1], self.pool.cell_size)
         previous_top = h[-1]  # [B, H]: the output that predicts each row's first token
+        log_norm = self.pool.log_norm
+        previous_norm = [
+            self.start_log_norm
+            if row.reset
+            else (math.nan if row.restore is not None else log_norm[row.slot])
+            for row in rows
+        ]
         outputs, h, c = self._run_layers(rows, h, c)
         self.pool.scatter(slots, h, c)
-        results = self._decode(rows, previous_top, outputs)
+        results, new_norm = self._decode(rows, previous_top, outputs, previous_norm)
+        for row, norm, before in zip(rows, new_norm, previous_norm, strict=True):
+            unchanged = not row.tokens and row.restore is None
+            log_norm[row.slot] = before if unchanged and math.isnan(norm) else norm
         self._capture(rows, results, h, c)
         return results
 
@@ -146,20 +158,28 @@ class ModelRunner:
         return out, h, c
 
     def _decode(
-        self, rows: list[Row], previous_top: Tensor, outputs: Tensor | None
-    ) -> list[RowResult]:
-        """Decode only the positions someone needs, gathered by index in two selects.
+        self,
+        rows: list[Row],
+        previous_top: Tensor,
+        outputs: Tensor | None,
+        previous_norm: list[float],
+    ) -> tuple[list[RowResult], list[float]]:
+        """Decode only the positions someone needs, gathered by index.
 
         Hidden vectors are addressed in ``[previous_top (B rows); outputs flattened]``:
         token t of a row is predicted by the vector before it (the previous top state for
-        t = 0), and the next-word distribution comes from the row's last vector.
+        t = 0), and the next-word distribution comes from the row's last vector. The
+        first token is scored with one dot product when the slot's log-sum-exp is known.
+        Returns the results and each row's new log-sum-exp (NaN where not computed).
         """
         results = [RowResult() for _ in rows]
+        new_norm = [math.nan] * len(rows)
         batch = previous_top.shape[0]
         width = outputs.shape[1] if outputs is not None else 0
         scored_index: list[int] = []
         scored_targets: list[int] = []
-        scored_rows: list[tuple[int, int]] = []  # (row index, count)
+        scored_rows: list[tuple[int, int, bool]] = []  # (row, tokens, first one cheap)
+        cheap_rows: list[int] = []
         last_index: list[int] = []
         needs_last: list[int] = []
         active = 0
@@ -169,42 +189,73 @@ class ModelRunner:
             if n:
                 active += 1
             if row.token_logprobs and n:
-                scored_index.append(i)
+                cheap = not math.isnan(previous_norm[i])
+                if cheap:
+                    cheap_rows.append(i)
+                else:
+                    scored_index.append(i)
+                    scored_targets.append(row.tokens[0])
                 scored_index.extend(range(base, base + n - 1))
-                scored_targets.extend(row.tokens)
-                scored_rows.append((i, n))
+                scored_targets.extend(row.tokens[1:])
+                scored_rows.append((i, n, cheap))
             if row.top_k or row.distribution:
                 needs_last.append(i)
                 last_index.append(base + n - 1 if n else i)
-        if not scored_index and not last_index:
-            return results
         vectors = previous_top
-        if outputs is not None:
+        if outputs is not None and (scored_index or last_index):
             vectors = torch.cat([previous_top, outputs.reshape(-1, outputs.shape[-1])])
-        if scored_index:
-            hidden = vectors.index_select(0, torch.tensor(scored_index, device=self.device))
-            logprobs = self._token_logprobs(hidden, scored_targets)
-            start = 0
-            for i, n in scored_rows:
-                results[i].token_logprobs = logprobs[start : start + n]
-                start += n
+        if scored_rows:
+            cheap = self._first_token_logprobs(rows, cheap_rows, previous_top, previous_norm)
+            full: list[float] = []
+            if scored_index:
+                index = torch.tensor(scored_index, device=self.device)
+                full = self._token_logprobs(vectors.index_select(0, index), scored_targets)
+            position, cheap_position = 0, 0
+            for i, n, first_cheap in scored_rows:
+                if first_cheap:
+                    values = [cheap[cheap_position], *full[position : position + n - 1]]
+                    cheap_position += 1
+                    position += n - 1
+                else:
+                    values = full[position : position + n]
+                    position += n
+                results[i].token_logprobs = values
         if last_index:
             last = vectors.index_select(0, torch.tensor(last_index, device=self.device))
-            distributions = torch.log_softmax(self.model.decoder(last), -1)
-            self._fill_top(rows, results, needs_last, distributions)
-        return results
+            norms = self._fill_top(rows, results, needs_last, self.model.decoder(last))
+            for i, norm in zip(needs_last, norms, strict=True):
+                new_norm[i] = norm
+        return results, new_norm
+
+    def _first_token_logprobs(
+        self, rows: list[Row], cheap_rows: list[int], previous_top: Tensor, norms: list[float]
+    ) -> list[float]:
+        """log p(first token) = w_t . h + b_t - logsumexp, from the cached log-sum-exp."""
+        if not cheap_rows:
+            return []
+        index = torch.tensor(cheap_rows, device=self.device)
+        targets = torch.tensor([rows[i].tokens[0] for i in cheap_rows], device=self.device)
+        decoder = self.model.decoder
+        hidden = previous_top.index_select(0, index)
+        logits = (decoder.weight.index_select(0, targets) * hidden).sum(-1)
+        logits = logits + decoder.bias.index_select(0, targets)
+        norm = torch.tensor([norms[i] for i in cheap_rows], dtype=logits.dtype)
+        return (logits.cpu() - norm).tolist()
 
     def _fill_top(
-        self,
-        rows: list[Row],
-        results: list[RowResult],
-        needs_last: list[int],
-        distributions: Tensor,
-    ) -> None:
+        self, rows: list[Row], results: list[RowResult], needs_last: list[int], logits: Tensor
+    ) -> list[float]:
+        """Top-k and sampling distributions from raw logits ``[R, V]``.
+
+        The top-k of the logits is the top-k of the log-softmax, so only the k winners
+        (and the log-sum-exp) are normalised, not the whole vocabulary.
+        """
+        log_norm = logits.logsumexp(-1, keepdim=True)  # [R, 1]
         max_k = max(rows[i].top_k for i in needs_last)
         if max_k:
-            top_values, top_ids = distributions.topk(min(max_k, distributions.shape[-1]), -1)
-            top_values, top_ids = top_values.cpu().tolist(), top_ids.cpu().tolist()
+            top_values, top_ids = logits.topk(min(max_k, logits.shape[-1]), -1)
+            top_values = (top_values - log_norm).cpu().tolist()
+            top_ids = top_ids.cpu().tolist()
         for j, i in enumerate(needs_last):
             row = rows[i]
             if row.top_k:
@@ -212,16 +263,16 @@ class ModelRunner:
                     zip(top_ids[j][: row.top_k], top_values[j][: row.top_k], strict=True)
                 )
             if row.distribution:
-                results[i].distribution = distributions[j]
+                results[i].distribution = logits[j] - log_norm[j]
+        return log_norm.squeeze(1).cpu().tolist()
 
     def _token_logprobs(self, hidden: Tensor, targets: list[int]) -> list[float]:
         """log p(target_m | hidden_m) for ``hidden`` ``[M, H]``, decoded in chunks."""
         target = torch.tensor(targets, device=self.device)
         out: list[float] = []
         for start in range(0, hidden.shape[0], DECODE_CHUNK_ROWS):
-            block = torch.log_softmax(
-                self.model.decoder(hidden[start : start + DECODE_CHUNK_ROWS]), -1
-            )
-            picked = block.gather(1, target[start : start + DECODE_CHUNK_ROWS, None]).squeeze(1)
+            logits = self.model.decoder(hidden[start : start + DECODE_CHUNK_ROWS])
+            chosen = logits.gather(1, target[start : start + DECODE_CHUNK_ROWS, None]).squeeze(1)
+            picked = chosen - logits.logsumexp(-1)
             out.extend(picked.cpu().tolist())
         return out

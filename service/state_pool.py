@@ -8,6 +8,9 @@ grows them (``ensure_capacity``) before using a new slot.
 
 from __future__ import annotations
 
+import math
+from array import array
+
 import torch
 from torch import Tensor
 
@@ -33,6 +36,9 @@ class StatePool:
         self.growth = growth
         self.h = torch.zeros(layers, capacity, hidden, device=device, dtype=dtype)
         self.c = torch.zeros(layers, capacity, self.cell_size, device=device, dtype=dtype)
+        # log-sum-exp of each slot's next-word logits when known (NaN otherwise): scoring
+        # the first fed token then needs one dot product instead of a decoder pass.
+        self.log_norm = array("d", [math.nan]) * capacity
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._reserved = capacity  # slots handed out or free; tensors may lag behind
         self.in_use = 0
@@ -65,6 +71,7 @@ class StatePool:
         extra = self._reserved - self.capacity
         self.h = torch.cat([self.h, self.h.new_zeros(self.layers, extra, self.hidden)], dim=1)
         self.c = torch.cat([self.c, self.c.new_zeros(self.layers, extra, self.cell_size)], dim=1)
+        self.log_norm.extend(array("d", [math.nan]) * extra)
 
     def gather(self, slots: Tensor) -> tuple[Tensor, Tensor]:
         """States of ``slots`` ``[B]`` (int64, on device) as ``[layers, B, hidden]`` copies."""

@@ -1,0 +1,38 @@
+"""The runner's shortcut for the first fed token equals the full decoder pass."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from models.checkpoint import load
+from service.runner import ModelRunner, Row
+
+
+def test_cached_log_norm_equals_full_decode(tiny_checkpoint: Path) -> None:
+    runner = ModelRunner(load(tiny_checkpoint), torch.device("cpu"), 8)
+    slots = [runner.pool.allocate() for _ in range(4)]
+    prefixes = [[5, 6, 7], [8], [], [9, 10]]
+    # k > 0 computes each slot's next-word distribution, so its log-sum-exp is cached...
+    runner.step([Row(s, p, reset=True, top_k=3) for s, p in zip(slots, prefixes, strict=True)])
+    assert not any(math.isnan(runner.pool.log_norm[s]) for s in slots)
+    saved = [runner.pool.read(s) for s in slots]
+    feeds = [[11, 12], [13], [14, 15, 16], [17]]
+    cached = runner.step(
+        [Row(s, f, token_logprobs=True) for s, f in zip(slots, feeds, strict=True)]
+    )
+    # ...and the same feeds from the same states with the cache cleared take the full path.
+    for slot, (h, c) in zip(slots, saved, strict=True):
+        runner.pool.write(slot, h, c)
+        runner.pool.log_norm[slot] = math.nan
+    full = runner.step([Row(s, f, token_logprobs=True) for s, f in zip(slots, feeds, strict=True)])
+    for a, b in zip(cached, full, strict=True):
+        assert len(a.token_logprobs) == len(b.token_logprobs)
+        assert all(
+            abs(x - y) < 1e-5 for x, y in zip(a.token_logprobs, b.token_logprobs, strict=True)
+        )
+    # A step that computes no distribution leaves no stale value behind.
+    runner.step([Row(slots[0], [3])])
+    assert math.isnan(runner.pool.log_norm[slots[0]])
