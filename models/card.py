@@ -50,6 +50,15 @@ def render(config: dict[str, Any]) -> str:
         f"| optimiser | SGD, lr {hyper.get('lr')}, divided by {hyper.get('lr_decay')} when "
         f"validation stalls ({hyper.get('schedule')}); clip {hyper.get('clip')} |",
         f"| batch x BPTT | {hyper.get('batch_size')} x {hyper.get('bptt')} |",
+        *(
+            [
+                f"| weight averaging | running mean of the weights from epoch "
+                f"{training['averaged_from_epoch']} on, lr fixed (NT-ASGD style; "
+                "`--average`) |"
+            ]
+            if training.get("averaged_from_epoch")
+            else []
+        ),
         f"| epochs | {training.get('epochs')} (best validation kept) |",
         f"| training time | {minutes:.0f} min on {training.get('machine', '?')}, "
         f"{training.get('threads', '?')} torch threads, torch {training.get('torch', '?')} |",

@@ -9,6 +9,7 @@ latest (``--resume OUT/last`` continues from it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import platform
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional
 
+from models.averaging import WeightAverage
 from models.checkpoint import Checkpoint, load, save
 from models.config import CELL_TYPES, ModelConfig
 from models.data import batchify, chunks, encode_file, read_lines, split_path
@@ -41,6 +43,7 @@ def train_epoch(
     recipe: Recipe,
     lr: float,
     progress: Progress | None = None,
+    average: WeightAverage | None = None,
 ) -> float:
     """One pass over ``rows`` ``[B, N]``; returns the mean training loss (nats/token)."""
     model.train()
@@ -59,6 +62,8 @@ def train_epoch(
             for parameter in model.parameters():
                 if parameter.grad is not None:
                     parameter.add_(parameter.grad, alpha=-lr)
+        if average is not None:
+            average.update()
         total += loss.item() * chunk.targets.numel()
         count += chunk.targets.numel()
         if progress is not None:
@@ -70,6 +75,13 @@ def next_lr(recipe: Recipe, lr: float, epoch: int, improved: bool) -> float:
     if recipe.schedule == "zaremba":
         return lr / recipe.lr_decay if epoch >= recipe.decay_after_epoch else lr
     return lr if improved else lr / recipe.lr_decay
+
+
+def state_averaged(resume: Path | None) -> int | None:
+    """The epoch from which a resumed run's weights are an average, if they are."""
+    if resume is None:
+        return None
+    return load(resume).card.get("training", {}).get("averaged_from_epoch")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --max-time-s: decay every epoch once this few remain",
     )
     parser.add_argument("--resume", type=Path, help="an OUT/last checkpoint to continue")
+    parser.add_argument(
+        "--average",
+        action="store_true",
+        help="evaluate and keep the running average of the weights (NT-ASGD); lr stays fixed",
+    )
     parser.add_argument("--model-id", help="id served by the API (default: OUT's name)")
     return parser
 
@@ -158,13 +175,16 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     epoch_seconds = 0.0
+    average = WeightAverage(model) if args.average else None
+    evaluated = average.swapped_in if average is not None else contextlib.nullcontext
     for epoch in range(start_epoch, recipe.epochs + 1):
         epoch_start = time.monotonic()
         steps = math.ceil((train_rows.shape[1] - 1) / recipe.bptt)
         progress = Progress(steps, f"epoch {epoch}/{recipe.epochs} lr {lr:.4g}")
-        train_nll = train_epoch(model, train_rows, recipe, lr, progress)
+        train_nll = train_epoch(model, train_rows, recipe, lr, progress, average)
         progress.close()
-        valid_nll = mean_nll(model, valid_stream)
+        with evaluated():
+            valid_nll = mean_nll(model, valid_stream)
         improved = valid_nll < best_valid
         seconds = elapsed_before + time.monotonic() - started
         epoch_seconds = time.monotonic() - epoch_start
@@ -190,19 +210,24 @@ def main(argv: list[str] | None = None) -> None:
                 "threads": torch.get_num_threads(),
                 "data": str(args.data.name),
                 "history": history,
+                "averaged_from_epoch": (
+                    start_epoch if average is not None else state_averaged(args.resume)
+                ),
             },
             "data": {"name": args.data.name, "normalizer": normalizer.kind},
         }
-        lr = next_lr(recipe, lr, epoch, improved)
         remaining = args.max_time_s - (time.monotonic() - started)
-        if remaining < args.anneal_epochs * epoch_seconds and improved:
-            lr = lr / recipe.lr_decay  # out of time: anneal now rather than never
+        if average is None:
+            lr = next_lr(recipe, lr, epoch, improved)
+            if remaining < args.anneal_epochs * epoch_seconds and improved:
+                lr = lr / recipe.lr_decay  # out of time: anneal now rather than never
         card["training"]["lr"] = lr
         checkpoint = Checkpoint(model, vocabulary, normalizer, model_id, card)
         save(checkpoint, args.out / "last")
         if improved:
             card = {**card, "valid_perplexity": round(math.exp(valid_nll), 2)}
-            save(Checkpoint(model, vocabulary, normalizer, model_id, card), args.out / "best")
+            with evaluated():
+                save(Checkpoint(model, vocabulary, normalizer, model_id, card), args.out / "best")
         if remaining < epoch_seconds:
             print(f"time budget reached after epoch {epoch}", flush=True)
             break

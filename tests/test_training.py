@@ -118,3 +118,44 @@ def test_cli_trains_keeps_best_evaluates_and_resumes(tmp_path: Path, capsys) -> 
     reported = float(printed.split("test perplexity ")[1].split()[0])
     card = json.loads((out / "best" / "config.json").read_text())["card"]
     assert card["test_perplexity"] == round(reported, 2)
+
+
+def test_weight_average_is_the_mean_and_swaps_back() -> None:
+    from models.averaging import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    first = [p.detach().clone() for p in model.parameters()]
+    average = WeightAverage(model)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    average.update()
+    second = [p.detach().clone() for p in model.parameters()]
+    with average.swapped_in():
+        for parameter, a, b in zip(model.parameters(), first, second, strict=True):
+            torch.testing.assert_close(parameter, (a + b) / 2)
+    for parameter, b in zip(model.parameters(), second, strict=True):
+        torch.testing.assert_close(parameter, b)
+
+
+def test_cli_trains_with_weight_averaging(tmp_path: Path) -> None:
+    data = _corpus(tmp_path / "data", repeat=10)
+    out = tmp_path / "avg"
+    train.main(
+        [
+            "--recipe",
+            "tiny",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+            "--average",
+        ]
+    )
+    card = load(out / "best").card
+    assert card["training"]["averaged_from_epoch"] == 1
+    assert card["training"]["lr"] == RECIPES["tiny"].lr  # fixed while averaging
