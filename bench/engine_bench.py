@@ -230,15 +230,21 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "model": str(args.model),
     }
-    out["lone_overhead"] = await lone_overhead(args.model, args.repeats)
-    out["predict"] = await predict_sweep(args.model, levels, args.duration_s)
-    out["feeds"] = [
-        await session_feeds(args.model, n, args.feed_concurrency, args.duration_s)
-        for n in (1000, 10000)
-    ]
-    out["generation"] = await generation(args.model, 64, args.max_tokens)
-    out["memory"] = await session_memory(args.model, args.memory_sessions)
-    by = {(r["batching"], r["concurrency"]): r for r in out["predict"]}
+    parts = set(args.parts.split(","))
+    if "lone" in parts:
+        out["lone_overhead"] = await lone_overhead(args.model, args.repeats)
+    if "predict" in parts:
+        out["predict"] = await predict_sweep(args.model, levels, args.duration_s)
+    if "feeds" in parts:
+        out["feeds"] = [
+            await session_feeds(args.model, n, args.feed_concurrency, args.duration_s)
+            for n in (1000, 10000)
+        ]
+    if "generation" in parts:
+        out["generation"] = await generation(args.model, 64, args.max_tokens)
+    if "memory" in parts:
+        out["memory"] = await session_memory(args.model, args.memory_sessions)
+    by = {(r["batching"], r["concurrency"]): r for r in out.get("predict", [])}
     if ("on", 64) in by and ("off", 64) in by:
         out["batching_speedup_at_64"] = (
             by[("on", 64)]["throughput_rps"] / by[("off", 64)]["throughput_rps"]
@@ -253,6 +259,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--model", type=Path, default=Path("models/default"))
     parser.add_argument("--levels", default="1,4,16,64,256")
+    parser.add_argument(
+        "--parts", default="lone,predict,feeds,generation,memory", help="which sections to run"
+    )
     parser.add_argument("--duration-s", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--feed-concurrency", type=int, default=256)
