@@ -17,6 +17,17 @@ class WeightAverage:
         self.average = [p.detach().clone() for p in self.parameters]
         self.count = 1
 
+    @classmethod
+    @torch.no_grad()
+    def continuing(cls, model: nn.Module, mean: nn.Module, count: int) -> WeightAverage:
+        """Carry on an average of ``count`` iterates whose mean is ``mean``'s weights, so a
+        resumed run extends the average instead of restarting it from one iterate."""
+        average = cls(model)
+        for target, source in zip(average.average, mean.parameters(), strict=True):
+            target.copy_(source)
+        average.count = count
+        return average
+
     @torch.no_grad()
     def update(self) -> None:
         """Fold the current weights into the running mean (call after each step)."""

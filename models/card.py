@@ -63,7 +63,13 @@ def render(config: dict[str, Any]) -> str:
         f"| training time | {minutes:.0f} min on {training.get('machine', '?')}, "
         f"{training.get('threads', '?')} torch threads, torch {training.get('torch', '?')} |",
         f"| recipe | `python -m models.train --recipe {training.get('recipe')}` |",
+        f"| weights stored as | {config.get('storage_dtype', 'float32')} (served in float32) |",
         "",
+        *(
+            ["## How it was trained", *[f"- {note}" for note in card["notes"]], ""]
+            if card.get("notes")
+            else []
+        ),
         "## Perplexity (Penn Treebank)",
         "Measured as the papers do: the whole split as one stream, state carried "
         "(`python -m models.evaluate --checkpoint DIR --data ../shared/data/ptb --split test`).",

@@ -57,14 +57,10 @@ class LoopedLSTM(nn.Module):
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -bound, bound)
 
-    def _step(self, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    def _update(self, pre: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         if self.peephole_l0 is not None:
-            return reference_cell.peephole_lstm_cell(
-                x, h, c, self.weight_ih_l0, self.weight_hh_l0, self.bias_l0, self.peephole_l0
-            )
-        return reference_cell.cifg_lstm_cell(
-            x, h, c, self.weight_ih_l0, self.weight_hh_l0, self.bias_l0
-        )
+            return reference_cell.peephole_lstm_update(pre, c, self.peephole_l0)
+        return reference_cell.cifg_lstm_update(pre, c)
 
     def forward(
         self, x: Tensor | PackedSequence, state: State
@@ -73,14 +69,20 @@ class LoopedLSTM(nn.Module):
         if packed:
             padded, lengths = pad_packed_sequence(x, batch_first=True)
         else:
-            padded, lengths = x, torch.full((x.shape[0],), x.shape[1])
+            padded, lengths = x, None
         h, c = state[0][0], state[1][0]
+        # Every step's input projection in one product; only h @ W_hh stays in the loop.
+        projected = padded @ self.weight_ih_l0.T + self.bias_l0
+        weight_hh = self.weight_hh_l0.T
         outputs = []
         for t in range(padded.shape[1]):
-            h_next, c_next = self._step(padded[:, t], h, c)
-            live = (t < lengths).to(h.device).unsqueeze(1)
-            h = torch.where(live, h_next, h)
-            c = torch.where(live, c_next, c)
+            h_next, c_next = self._update(projected[:, t] + h @ weight_hh, c)
+            if lengths is None:
+                h, c = h_next, c_next
+            else:  # rows past their length keep their state
+                live = (t < lengths).to(h.device).unsqueeze(1)
+                h = torch.where(live, h_next, h)
+                c = torch.where(live, c_next, c)
             outputs.append(h_next)
         out = torch.stack(outputs, dim=1)
         if packed:

@@ -26,6 +26,9 @@ FORMAT = "lstm-serve-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+# Weights may be stored at half width (half the download, < 30 MB for 2 x 650) and are
+# served in float32; float32 storage is exact.
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class CheckpointError(Exception):
@@ -44,12 +47,13 @@ class Checkpoint:
     weights_sha256: str = ""
 
 
-def expected_tensors(config: ModelConfig) -> dict[str, tuple[list[int], str]]:
+def expected_tensors(
+    config: ModelConfig, storage_dtype: str = "float32"
+) -> dict[str, tuple[list[int], str]]:
     """Name -> (shape, dtype) of every stored tensor (the tied decoder weight is not stored)."""
     model = LanguageModel(config)
     return {
-        name: (list(tensor.shape), str(tensor.dtype).removeprefix("torch."))
-        for name, tensor in _stored_state(model).items()
+        name: (list(tensor.shape), storage_dtype) for name, tensor in _stored_state(model).items()
     }
 
 
@@ -60,12 +64,16 @@ def _stored_state(model: LanguageModel) -> dict[str, torch.Tensor]:
     return state
 
 
-def save(checkpoint: Checkpoint, directory: Path) -> None:
+def save(checkpoint: Checkpoint, directory: Path, storage_dtype: str = "float32") -> None:
     """Write weights, then the config that vouches for them (with their sha256)."""
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage dtype {storage_dtype!r}: expected one of {list(STORAGE_DTYPES)}")
     directory.mkdir(parents=True, exist_ok=True)
     weights_path = directory / WEIGHTS_FILE
     tmp = weights_path.with_suffix(".tmp")
-    save_file({k: v.cpu() for k, v in _stored_state(checkpoint.model).items()}, str(tmp))
+    stored = _stored_state(checkpoint.model)
+    dtype = STORAGE_DTYPES[storage_dtype]
+    save_file({k: v.cpu().to(dtype) for k, v in stored.items()}, str(tmp))
     tmp.replace(weights_path)
     digest = _sha256(weights_path)
     config = {
@@ -77,9 +85,12 @@ def save(checkpoint: Checkpoint, directory: Path) -> None:
         "vocabulary": checkpoint.vocabulary.words,
         "normalizer": checkpoint.normalizer.to_config(),
         "weights": {"file": WEIGHTS_FILE, "sha256": digest},
+        "storage_dtype": storage_dtype,
         "tensors": {
             name: {"shape": shape, "dtype": dtype}
-            for name, (shape, dtype) in expected_tensors(checkpoint.model.config).items()
+            for name, (shape, dtype) in expected_tensors(
+                checkpoint.model.config, storage_dtype
+            ).items()
         },
         "card": checkpoint.card,
     }
@@ -99,6 +110,12 @@ def load(directory: Path | str, device: torch.device | str = "cpu") -> Checkpoin
         normalizer = Normalizer.from_config(config["normalizer"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{directory / CONFIG_FILE}: invalid config: {error}") from error
+    storage_dtype = config.get("storage_dtype", "float32")
+    if storage_dtype not in STORAGE_DTYPES:
+        raise CheckpointError(
+            f"{directory / CONFIG_FILE}: unknown storage_dtype {storage_dtype!r} "
+            f"(expected one of {list(STORAGE_DTYPES)})"
+        )
     if len(vocabulary) != model_config.vocab_size:
         raise CheckpointError(
             f"vocabulary has {len(vocabulary)} words but vocab_size is {model_config.vocab_size}"
@@ -114,8 +131,9 @@ def load(directory: Path | str, device: torch.device | str = "cpu") -> Checkpoin
         tensors = load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{weights_path} is not a valid safetensors file: {error}") from error
-    _check_tensors(tensors, expected_tensors(model_config))
+    _check_tensors(tensors, expected_tensors(model_config, storage_dtype))
     model = LanguageModel(model_config)
+    tensors = {name: tensor.float() for name, tensor in tensors.items()}
     model.load_state_dict(tensors, strict=not model_config.tied)
     if model_config.tied:
         model.decoder.weight = model.embedding.weight

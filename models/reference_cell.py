@@ -95,8 +95,13 @@ def peephole_lstm_cell(
 
     Gates stacked (i, f, g, o); ``peephole`` is ``[3, H]`` = (p_i, p_f, p_o).
     """
-    hidden = h.shape[-1]
-    pre = x @ weight_ih.T + h @ weight_hh.T + bias
+    return peephole_lstm_update(x @ weight_ih.T + h @ weight_hh.T + bias, c, peephole)
+
+
+def peephole_lstm_update(pre: Tensor, c: Tensor, peephole: Tensor) -> tuple[Tensor, Tensor]:
+    """The peephole cell from its gate pre-activations ``pre`` ``[B, 4H]`` (so a layer can
+    project every time step's input in one product before the loop)."""
+    hidden = c.shape[-1]
     input_gate = torch.sigmoid(pre[:, :hidden] + peephole[0] * c)
     forget_gate = torch.sigmoid(pre[:, hidden : 2 * hidden] + peephole[1] * c)
     c_next = forget_gate * c + input_gate * torch.tanh(pre[:, 2 * hidden : 3 * hidden])
@@ -115,8 +120,12 @@ def cifg_lstm_cell(
 
     Gates stacked (f, g, o).
     """
-    hidden = h.shape[-1]
-    pre = x @ weight_ih.T + h @ weight_hh.T + bias
+    return cifg_lstm_update(x @ weight_ih.T + h @ weight_hh.T + bias, c)
+
+
+def cifg_lstm_update(pre: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The coupled-gate cell from its gate pre-activations ``pre`` ``[B, 3H]``."""
+    hidden = c.shape[-1]
     forget_gate = torch.sigmoid(pre[:, :hidden])
     c_next = forget_gate * c + (1 - forget_gate) * torch.tanh(pre[:, hidden : 2 * hidden])
     output_gate = torch.sigmoid(pre[:, 2 * hidden :])

@@ -84,6 +84,12 @@ def state_averaged(resume: Path | None) -> int | None:
     return load(resume).card.get("training", {}).get("averaged_from_epoch")
 
 
+def averaged_steps(card: dict, steps_per_epoch: int) -> int:
+    """How many iterates the averaged weights of a checkpoint's card are the mean of."""
+    training = card["training"]
+    return steps_per_epoch * (training["epochs"] - training["averaged_from_epoch"] + 1) + 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -116,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--average",
         action="store_true",
         help="evaluate and keep the running average of the weights (NT-ASGD); lr stays fixed",
+    )
+    parser.add_argument(
+        "--average-from",
+        type=Path,
+        help="with --average and --resume: a checkpoint of averaged weights (OUT/best of an "
+        "--average run) whose running mean this run extends",
     )
     parser.add_argument("--model-id", help="id served by the API (default: OUT's name)")
     return parser
@@ -176,6 +188,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     epoch_seconds = 0.0
     average = WeightAverage(model) if args.average else None
+    averaged_from = start_epoch
+    if average is not None and args.average_from is not None:
+        previous = load(args.average_from, device)
+        steps_per_epoch = math.ceil((train_rows.shape[1] - 1) / recipe.bptt)
+        count = averaged_steps(previous.card, steps_per_epoch)
+        average = WeightAverage.continuing(model, previous.model, count)
+        averaged_from = previous.card["training"]["averaged_from_epoch"]
+        print(f"extending the average of {count:,} iterates from epoch {averaged_from}")
     evaluated = average.swapped_in if average is not None else contextlib.nullcontext
     for epoch in range(start_epoch, recipe.epochs + 1):
         epoch_start = time.monotonic()
@@ -211,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
                 "data": str(args.data.name),
                 "history": history,
                 "averaged_from_epoch": (
-                    start_epoch if average is not None else state_averaged(args.resume)
+                    averaged_from if average is not None else state_averaged(args.resume)
                 ),
             },
             "data": {"name": args.data.name, "normalizer": normalizer.kind},

@@ -74,6 +74,11 @@ def _edit_config(directory: Path, edit) -> None:
             lambda d: _edit_config(d, lambda c: c["architecture"].update(bogus=1)),
             "unknown architecture fields",
         ),
+        (lambda d: _edit_config(d, lambda c: c.update(storage_dtype="int4")), "storage_dtype"),
+        (
+            lambda d: _edit_config(d, lambda c: c.update(storage_dtype="float16")),
+            "dtype float32, expected float16",
+        ),
     ],
 )
 def test_broken_checkpoints_fail_clearly(checkpoint_dir: Path, breakage, message: str) -> None:
@@ -126,3 +131,21 @@ def test_loading_never_unpickles(checkpoint_dir: Path) -> None:
     _edit_config(checkpoint_dir, lambda c: c["weights"].pop("sha256"))
     with pytest.raises(CheckpointError):
         load(checkpoint_dir)
+
+
+def test_half_width_storage_serves_float32(checkpoint_dir: Path) -> None:
+    from models import convert
+
+    half = checkpoint_dir.parent / "half"
+    convert.main([str(checkpoint_dir), str(half), "--storage", "float16"])
+    full, loaded = load(checkpoint_dir), load(half)
+    assert json.loads((half / "config.json").read_text())["storage_dtype"] == "float16"
+    assert (half / "model.safetensors").stat().st_size < 0.6 * (
+        checkpoint_dir / "model.safetensors"
+    ).stat().st_size
+    for (name, a), (_, b) in zip(
+        full.model.state_dict().items(), loaded.model.state_dict().items(), strict=True
+    ):
+        assert b.dtype == torch.float32, name
+        assert torch.equal(a.half().float(), b), name
+    assert loaded.model.decoder.weight is loaded.model.embedding.weight

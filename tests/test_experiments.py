@@ -53,3 +53,74 @@ def test_experiment_runs_and_writes_results(tmp_path: Path) -> None:
     assert set(result["cells"]) == {"lstm", "gru"}
     assert all(len(c["accuracy"]) == 2 for c in result["cells"].values())
     assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def test_ptb_cells_trains_every_cell_and_reports(tmp_path: Path) -> None:
+    from experiments import ptb_cells
+
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = "the cat sat on the mat\nthe dog ate the bone\na cat and a dog\n" * 20
+    for split in ("train", "valid", "test"):
+        (data / f"ptb.{split}.txt").write_text(lines)
+    out = tmp_path / "result.json"
+    ptb_cells.main(
+        [
+            "--cells",
+            "lstm,gru",
+            "--recipe",
+            "tiny",
+            "--epochs",
+            "2",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "plot.png"),
+        ]
+    )
+    result = json.loads(out.read_text())
+    for cell in ("lstm", "gru"):
+        entry = result["cells"][cell]
+        assert entry["epochs"] == 2
+        assert len(entry["history"]) == 2
+        assert 1 < entry["test"] < 100  # a 12-word corpus: far below uniform
+    assert result["cells"]["lstm"]["parameters"] > result["cells"]["gru"]["parameters"]
+    assert (tmp_path / "plot.png").stat().st_size > 1000
+    redrawn = tmp_path / "again.png"
+    ptb_cells.main(["--report", str(out), "--plot", str(redrawn)])
+    assert redrawn.stat().st_size > 1000
+
+
+def test_carry_gate_bias_opens_each_cells_keep_gate() -> None:
+    from models.config import ModelConfig
+    from models.network import LanguageModel
+
+    where = {
+        "lstm": lambda layer: layer.bias_ih_l0[8:16] + layer.bias_hh_l0[8:16],
+        "gru": lambda layer: layer.rnn.bias_ih_l0[8:16] + layer.rnn.bias_hh_l0[8:16],
+        "lstm_peephole": lambda layer: layer.bias_l0[8:16],
+        "lstm_cifg": lambda layer: layer.bias_l0[:8],
+    }
+    for cell, bias in where.items():
+        model = LanguageModel(ModelConfig(12, 4, 8, num_layers=1, tied=False, cell=cell))
+        long_dependency.carry_gate_bias(model, 1.0)
+        assert torch.allclose(bias(model.layers[0]), torch.ones(8)), cell
+
+
+def test_merge_combines_cells_run_apart(tmp_path: Path) -> None:
+    common = ["--gaps", "2,3", "--budget", "2000", "--steps", "2", "--test-size", "10"]
+    for cell in ("lstm", "rnn"):
+        long_dependency.main([*common, "--cells", cell, "--json", str(tmp_path / f"{cell}.json")])
+    out = tmp_path / "all.json"
+    long_dependency.main(
+        ["--merge", str(tmp_path / "lstm.json"), str(tmp_path / "rnn.json"), "--json", str(out)]
+    )
+    merged = json.loads(out.read_text())
+    assert set(merged["cells"]) == {"lstm", "rnn"}
+    assert merged["devices"] == {"lstm": "cpu", "rnn": "cpu"}

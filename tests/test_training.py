@@ -159,3 +159,67 @@ def test_cli_trains_with_weight_averaging(tmp_path: Path) -> None:
     card = load(out / "best").card
     assert card["training"]["averaged_from_epoch"] == 1
     assert card["training"]["lr"] == RECIPES["tiny"].lr  # fixed while averaging
+
+
+def test_continuing_average_weighs_the_earlier_iterates() -> None:
+    from models.averaging import WeightAverage
+
+    model, mean = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    raw = [p.detach().clone() for p in model.parameters()]
+    average = WeightAverage.continuing(model, mean, count=3)
+    average.update()  # a 4th iterate: the model's current weights
+    with average.swapped_in():
+        for parameter, m, r in zip(model.parameters(), mean.parameters(), raw, strict=True):
+            torch.testing.assert_close(parameter, (3 * m + r) / 4)
+
+
+def test_resumed_average_extends_the_previous_one(tmp_path: Path) -> None:
+    data = _corpus(tmp_path / "data", repeat=10)
+    out, more = tmp_path / "avg", tmp_path / "more"
+    common = ["--recipe", "tiny", "--data", str(data), "--device", "cpu", "--average"]
+    train.main([*common, "--out", str(out), "--epochs", "2"])
+    train.main(
+        [
+            *common,
+            "--out",
+            str(more),
+            "--epochs",
+            "3",
+            "--resume",
+            str(out / "last"),
+            "--average-from",
+            str(out / "best"),
+        ]
+    )
+    card = load(more / "last").card
+    assert card["training"]["epochs"] == 3
+    assert card["training"]["averaged_from_epoch"] == 1  # the average still starts at epoch 1
+
+
+def test_zaremba_rates_restated_for_a_mean_loss() -> None:
+    """One SGD step on the per-token mean with (lr * T, clip / T) equals one step on
+    Zaremba's per-sequence sum with (lr, clip)."""
+    from models.presets import _zaremba
+
+    steps, batch, vocab = 5, 3, 11
+    scaled = _zaremba(steps, 1.0, 0.5)
+    torch.manual_seed(0)
+    tokens = torch.randint(0, vocab, (batch, steps + 1))
+    results = []
+    for summed in (True, False):
+        torch.manual_seed(1)
+        model = LanguageModel(ModelConfig(vocab, 4, 4, num_layers=1, tied=True))
+        logits, _ = model(tokens[:, :-1])
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, vocab), tokens[:, 1:].reshape(-1), reduction="sum"
+        )
+        loss = loss / batch if summed else loss / (batch * steps)
+        loss.backward()
+        clip, lr = (0.5, 1.0) if summed else (scaled["clip"], scaled["lr"])
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(parameter.grad, alpha=-lr)
+        results.append([p.detach().clone() for p in model.parameters()])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b)
