@@ -6,11 +6,15 @@
 #   - the GPU test and an engine benchmark on CUDA, once the GPU is quiet again.
 # Results go to runs/device/ (or $OUT) as results.tgz.part-* plus summary.txt.
 #   DATA=../shared/data/ptb bash experiments/device_run.sh
+# Measured on its first run (2026-11-27, one H100, no MPS): the 13 training processes
+# time-slice the GPU, so each ran 5-10x slower than alone (2 x 650: 71-112 s per epoch
+# instead of 15 s). Give the 2 x 650 model the GPU to itself when time is short.
 set -u
 OUT=${OUT:-runs/device}
 PY=${PY:-python3}
 DATA=${DATA:-.devdata/ptb}
 R=runs/dev
+rm -rf "$R"  # a warm machine keeps the last run's files
 mkdir -p "$OUT" "$R"
 export PYTHONUNBUFFERED=1
 # the tests read ../shared/data like CI does

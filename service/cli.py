@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         workers=1,
         log_config=None,
+        ws=settings.ws_protocol,
         ws_max_size=max(settings.max_ws_message_bytes * 2, 1 << 20),
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_interval_s,

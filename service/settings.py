@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     api_keys: str = Field("", description="comma-separated bearer keys; empty = no auth")
     drain_timeout_s: float = Field(20.0, ge=0, description="grace for in-flight work on SIGTERM")
     ws_ping_interval_s: float = Field(20.0, gt=0, description="server ping period on streams")
+    ws_protocol: Literal["auto", "websockets", "websockets-sansio", "wsproto"] = Field(
+        "auto", description="uvicorn's WebSocket implementation"
+    )
     log_json: bool = Field(False, description="log JSON lines (for containers)")
     log_level: str = Field("info", description="logging level")
     session_store: str = Field(

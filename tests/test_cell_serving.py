@@ -42,3 +42,24 @@ def test_cell_serves_through_the_api(cell: str, ptb_vocabulary: Vocabulary, tmp_
             assert json.loads(ws.recv(timeout=10))["position"] == 5
             ws.send(json.dumps({"type": "feed", "text": "sales"}))
             assert json.loads(ws.recv(timeout=10))["position"] == 6
+
+
+def test_stream_under_the_sansio_websocket_implementation(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``LSTM_SERVE_WS_PROTOCOL`` picks uvicorn's implementation; the protocol is the same."""
+    env = {
+        "LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint),
+        "LSTM_SERVE_WS_PROTOCOL": "websockets-sansio",
+    }
+    with (
+        running_server(env, tmp_path / "server.log") as server,
+        connect(f"{server.ws_url}/v1/stream") as ws,
+    ):
+        ready = json.loads(ws.recv(timeout=10))
+        assert ready["type"] == "ready" and ready["position"] == 0
+        ws.send(json.dumps({"type": "feed", "text": "the market", "id": 7}))
+        answer = json.loads(ws.recv(timeout=10))
+        assert (answer["type"], answer["position"], answer["id"]) == ("predictions", 2, 7)
+        ws.send("not json")
+        assert json.loads(ws.recv(timeout=10))["code"] == "invalid_request"
