@@ -37,6 +37,8 @@ from tests.serverproc import ROOT, ServerProcess, free_port, start_server
 WRK_SCRIPT = ROOT / "bench" / "wrk_predict.lua"
 DEFAULT_LEVELS = (1, 4, 16, 64, 256)
 DEFAULT_WS_LEVELS = (100, 1000, 5000)
+DEFAULT_WS_RATES = (500, 1000, 1500, 2000)
+WS_RATE_SESSIONS = 1000
 _UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
@@ -75,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="concurrent WebSocket sessions (default 100,1000,5000)",
     )
     p.add_argument(
+        "--ws-rates",
+        type=_ints,
+        default=list(DEFAULT_WS_RATES),
+        help="open-loop feeds/s over 1,000 sessions (default 500,1000,1500,2000)",
+    )
+    p.add_argument(
         "--overload-queue",
         type=int,
         default=256,
@@ -96,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--client-processes", type=int, default=2, help="loadgen --processes")
     p.add_argument(
-        "--skip", default="", help="comma list of parts to skip: predict,echo,ws,overload"
+        "--skip",
+        default="",
+        help="comma list of parts to skip: predict,echo,ws,ws_rates,overload",
     )
     p.add_argument(
         "--quick",
@@ -409,6 +419,47 @@ def part_ws(args: argparse.Namespace) -> dict[str, Any]:
     return {"env": env, "levels": rows}
 
 
+def part_ws_rates(args: argparse.Namespace) -> dict[str, Any]:
+    """Latency at fixed offered rates (open loop): what p99 a rate costs, without the
+    queueing that back-to-back sessions build by construction."""
+    sessions = WS_RATE_SESSIONS if not args.quick else 10
+    rows = []
+    print(f"[ws-rates] open loop over {sessions} sessions", flush=True)
+    with lstm_server(args, {}, "ws-rates") as server:
+        for rate in args.ws_rates:
+            argv = [
+                "ws",
+                "--url",
+                server.url,
+                "--concurrency",
+                str(sessions),
+                "--rate",
+                str(rate),
+                "--processes",
+                str(args.client_processes),
+                "--duration-s",
+                f"{args.duration_s:g}",
+                "--grace-s",
+                "5",
+            ]
+            budget = args.duration_s + 5 + 90 + sessions * 0.02
+            run = run_loadgen(argv, args.raw / f"ws-rate-{rate}.json", budget)
+            run["rate"] = rate
+            run["sessions"] = sessions
+            rows.append(run)
+            if "error" in run:
+                print(f"  rate={rate}: FAILED {run['error'][:300]}", flush=True)
+                continue
+            op = run["ops"].get("ws_feed", run["ops"]["total"])
+            print(
+                f"  rate={rate:<5} {op['throughput_rps'] or 0:9.1f} feeds/s  "
+                f"p50 {op['latency_ms']['p50'] or float('nan'):8.2f} ms  "
+                f"p99 {op['latency_ms']['p99'] or float('nan'):8.2f} ms  errors {op['errors']}",
+                flush=True,
+            )
+    return {"sessions": sessions, "levels": rows}
+
+
 def part_overload(args: argparse.Namespace, saturation_rps: float | None) -> dict[str, Any]:
     if not saturation_rps:
         return {"error": "no saturation measured (predict part skipped or failed)"}
@@ -493,6 +544,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.levels = [1, 4]
         if "--ws-levels" not in given:
             args.ws_levels = [10]
+        if "--ws-rates" not in given:
+            args.ws_rates = [20]
         if "--overload-connections" not in given:
             args.overload_connections = 128
     if shutil.which("wrk") is None:
@@ -522,6 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warmup_s": args.warmup_s,
             "levels": args.levels,
             "ws_levels": args.ws_levels,
+            "ws_rates": args.ws_rates,
             "overload_queue": args.overload_queue,
             "overload_connections": args.overload_connections,
             "saturation_rps": args.saturation_rps,
@@ -543,6 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("predict", lambda: part_predict(args)),
         ("echo", lambda: part_echo(args)),
         ("ws", lambda: part_ws(args)),
+        ("ws_rates", lambda: part_ws_rates(args)),
         ("overload", lambda: part_overload(args, saturation())),
     ]
     failed = False

@@ -187,6 +187,49 @@ def _ws_section(doc: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _ws_rates_section(doc: dict[str, Any]) -> list[str]:
+    part = doc["parts"].get("ws_rates")
+    lines = ["## 3b. WebSocket at fixed rates (open loop)", ""]
+    if not part or "error" in part:
+        return [*lines, f"Not measured: {part.get('error') if part else 'skipped'}", ""]
+    sessions = part["sessions"]
+    lines += [
+        f"`lstm-serve-bench ws --concurrency {sessions} --rate R --processes 2`: {sessions} "
+        "sessions, feeds sent on a fixed schedule whatever the answers do, latency from the "
+        "scheduled time (no coordinated omission). Back-to-back sessions (part 3) queue by "
+        "construction (latency = sessions / throughput); this is the latency a given load "
+        "costs.",
+        "",
+        "| offered feeds/s | answered feeds/s | p50 | p90 | p99 | errors | client CPU (cores) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    best = None
+    for run in part["levels"]:
+        if "error" in run:
+            lines.append(f"| {run['rate']} | failed: {run['error'][:120]} | | | | | |")
+            continue
+        op = run["ops"].get("ws_feed", run["ops"]["total"])
+        latency = op["latency_ms"]
+        cores = sum(run["client"]["cpu_util_per_process"])
+        lines.append(
+            f"| {run['rate']:,} | {_num(op['throughput_rps'])} | {_num(latency['p50'], 2)} | "
+            f"{_num(latency['p90'], 2)} | {_num(latency['p99'], 2)} | {op['errors']} | "
+            f"{cores:.2f} |"
+        )
+        p99 = latency["p99"]
+        if p99 is not None and p99 <= WS_P99_TARGET_MS and not op["errors"]:
+            best = max(best or 0, run["rate"])
+    lines.append("")
+    if best:
+        lines.append(
+            f"Highest offered rate with p99 <= {WS_P99_TARGET_MS:g} ms and no errors: "
+            f"**{best:,} feeds/s** over {sessions} sessions (target {WS_FEEDS_TARGET:,.0f})."
+        )
+    else:
+        lines.append(f"No offered rate kept p99 <= {WS_P99_TARGET_MS:g} ms.")
+    return [*lines, ""]
+
+
 def _overload_section(doc: dict[str, Any]) -> list[str]:
     run = doc["parts"].get("overload")
     lines = ["## 4. Open-loop overload at 2x saturation", ""]
@@ -327,6 +370,7 @@ def write_report(doc: dict[str, Any], out: Path) -> Path:
         *_predict_section(doc),
         *_echo_section(doc),
         *_ws_section(doc),
+        *_ws_rates_section(doc),
         *_overload_section(doc),
     ]
     lines += [

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from models.checkpoint import CheckpointError, read_config
 from service import logs
+from service.cpu_sharing import set_gil_switch_interval
 from service.settings import Settings
 
 log = logging.getLogger("lstm_serve")
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"lstm-serve: invalid setting {where}: {problem['msg']}", file=sys.stderr)
         sys.exit(2)
     logs.configure(settings.log_level, settings.log_json)
+    set_gil_switch_interval(settings.gil_switch_interval_ms)
+    log.info("GIL switch interval %g ms", settings.gil_switch_interval_ms)
     try:
         read_config(settings.model_path)  # fail fast on a wrong path, before listening
     except CheckpointError as error:

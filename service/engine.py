@@ -22,6 +22,7 @@ import torch
 
 from models.checkpoint import Checkpoint, load
 from models.tokenizer import Tokenizer
+from service.cpu_sharing import torch_threads
 from service.durable import Change, Durability, DurableSessions, SessionMoved
 from service.errors import (
     NotReady,
@@ -104,9 +105,8 @@ class Engine:
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
         """Load, warm up and start the worker; ``ready`` turns true only after."""
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
         self.device = pick_device(self.config.device)
+        torch.set_num_threads(torch_threads(self.config.threads))
         self.checkpoint = await asyncio.to_thread(load, self.config.model_path, self.device)
         self.tokenizer = Tokenizer(self.checkpoint.normalizer, self.checkpoint.vocabulary)
         self.runner = await asyncio.to_thread(
@@ -133,7 +133,12 @@ class Engine:
         self.metrics.sessions_capacity.set(self.config.max_sessions)
         self.metrics.model_info.labels(self.model_id, self.architecture, str(self.device)).set(1)
         self._ready = True
-        log.info("engine ready: model %s on %s", self.model_id, self.device)
+        log.info(
+            "engine ready: model %s on %s, %d torch thread(s)",
+            self.model_id,
+            self.device,
+            torch.get_num_threads(),
+        )
 
     async def stop(self) -> None:
         self._ready = False

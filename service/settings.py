@@ -65,7 +65,16 @@ class Settings(BaseSettings):
         description="most sessions kept in the state pool; idle ones past it move "
         "to the session store and come back on use (0 = no limit)",
     )
-    threads: int = Field(0, ge=0, description="torch CPU threads (0 = torch's default)")
+    threads: int = Field(
+        0, ge=0, description="torch CPU threads (0 = every CPU but one, which the event loop uses)"
+    )
+    gil_switch_interval_ms: float = Field(
+        0.1,
+        gt=0,
+        le=100,
+        description="how long a thread may hold the GIL while another waits (CPython: 5 ms); "
+        "short lets the inference thread resume after each torch op",
+    )
 
     @field_validator("session_store")
     @classmethod

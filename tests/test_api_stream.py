@@ -155,3 +155,44 @@ def test_cancel_stops_a_generation(server, client: httpx.Client) -> None:
         assert 1 <= position < 200 and position == message["position"]
         send(ws, type="feed", text="after")
         assert recv(ws)["position"] == position + 1
+
+
+def test_pipelined_messages_are_answered_in_order(server) -> None:
+    """Feeds sent without waiting, and messages queued behind a running generation
+    (including a bad one and a close), are answered strictly in the order sent."""
+    with connect(f"{server.ws_url}/v1/stream") as ws:
+        recv(ws)
+        for i in range(5):
+            send(ws, type="feed", text="the market", k=2, id=i)
+        answers = [recv(ws) for _ in range(5)]
+        assert [a["id"] for a in answers] == [0, 1, 2, 3, 4]
+        assert [a["position"] for a in answers] == [2, 4, 6, 8, 10]
+        send(ws, type="generate", max_tokens=6, temperature=0, stop_at_eos=False, id="g")
+        send(ws, type="feed", text="after", id="f")
+        ws.send("not json")
+        send(ws, type="reset", id="r")
+        send(ws, type="close")
+        kinds = []
+        while True:
+            try:
+                message = recv(ws)
+            except ConnectionClosed:
+                break
+            kinds.append((message["type"], message.get("id")))
+        assert kinds == [("token", "g")] * 6 + [
+            ("done", "g"),
+            ("predictions", "f"),
+            ("error", None),
+            ("ready", "r"),
+        ]
+
+
+def test_an_id_past_64_bits_is_refused_not_fatal(server) -> None:
+    """Such a number parses as a double (as in JavaScript), not an id: a clear error."""
+    with connect(f"{server.ws_url}/v1/stream") as ws:
+        recv(ws)
+        ws.send('{"type": "feed", "text": "the", "id": 123456789012345678901234567890}')
+        answer = recv(ws)
+        assert answer["type"] == "error" and answer["code"] == "invalid_request"
+        send(ws, type="feed", text="still open", id="ok")
+        assert recv(ws)["id"] == "ok"

@@ -37,3 +37,10 @@ def test_invalid_settings_exit_2_with_a_message() -> None:
     result = _run("--model-path", "/nonexistent/model")
     assert result.returncode == 2 and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_gil_switch_interval_is_applied_and_checked() -> None:
+    result = _run("--model-path", "/nonexistent/model", "--gil-switch-interval-ms", "0.25")
+    assert "GIL switch interval 0.25 ms" in result.stderr
+    result = _run("--gil-switch-interval-ms", "0")
+    assert result.returncode == 2 and "gil_switch_interval_ms" in result.stderr

@@ -67,7 +67,7 @@ def test_quick_run_writes_report(tiny_checkpoint: Path, tmp_path: Path) -> None:
         "--duration-s",
         "1",
     ]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=150, check=False)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
     doc = json.loads((out / "results.json").read_text())
@@ -81,6 +81,8 @@ def test_quick_run_writes_report(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert [r["connections"] for r in parts["echo"]["levels"]] == [1, 4]
     ws = parts["ws"]["levels"][0]
     assert ws["sessions"] == 10 and ws["ops"]["ws_feed"]["ok"] > 0
+    rated = parts["ws_rates"]["levels"][0]
+    assert rated["rate"] == 20 and rated["ops"]["ws_feed"]["ok"] > 0
     overload = parts["overload"]
     assert overload["target_rate"] == pytest.approx(2 * overload["saturation_rps"])
     summary = overload["summary"]
@@ -93,6 +95,7 @@ def test_quick_run_writes_report(tiny_checkpoint: Path, tmp_path: Path) -> None:
         "## 1. `POST /v1/predict`",
         "## 2. HTTP ceiling",
         "## 3. WebSocket streaming",
+        "## 3b. WebSocket at fixed rates",
         "## 4. Open-loop overload",
         "speed-up",
         "feeds/s",

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
+
+import orjson
+from fastapi import Response
 
 from service.api.schemas import PredictionItem, SamplingFields, SessionInfoResponse
 from service.engine import GenerationRequest
@@ -17,6 +21,23 @@ def prediction_items(predictions: list[WordProbability]) -> list[PredictionItem]
         PredictionItem(word=p.word, probability=p.probability, logprob=p.logprob)
         for p in predictions
     ]
+
+
+def prediction_dicts(predictions: list[WordProbability]) -> list[dict[str, Any]]:
+    """The same items as plain dicts, for answers serialised without pydantic."""
+    return [
+        {"word": p.word, "probability": p.probability, "logprob": p.logprob} for p in predictions
+    ]
+
+
+def json_response(payload: dict[str, Any]) -> Response:
+    """A 200 JSON answer serialised by orjson, skipping FastAPI's response-model pass.
+
+    The hot routes (predict, score, feed) build their payload from engine results whose
+    types are already right; the route still declares ``response_model`` for OpenAPI,
+    and the contract tests validate these answers against it.
+    """
+    return Response(orjson.dumps(payload), media_type="application/json")
 
 
 def check_k(k: int, settings: Settings) -> int:

@@ -8,7 +8,13 @@ from fastapi import APIRouter, Depends, Response
 
 from service import errors
 from service.api.auth import require_key
-from service.api.convert import check_k, prediction_items, session_info
+from service.api.convert import (
+    check_k,
+    json_response,
+    prediction_dicts,
+    prediction_items,
+    session_info,
+)
 from service.api.deps import ready_engine, settings_of
 from service.api.errors import responses
 from service.api.schemas import (
@@ -60,22 +66,25 @@ async def get_session(session_id: str, engine: EngineDep, owner: Owner) -> Sessi
 @router.post(
     "/{session_id}/feed",
     summary="Feed new words; get their log-prob and predictions",
+    response_model=FeedResponse,
     responses=responses(
         *_COMMON, errors.SessionNotFound, errors.SessionIncompatible, errors.PayloadTooLarge
     ),
 )
 async def feed(
     session_id: str, body: FeedRequest, engine: EngineDep, owner: Owner, settings: SettingsDep
-) -> FeedResponse:
+) -> Response:
     step = await engine.feed(
         session_id, body.text, check_k(body.k, settings), owner, body.exclude_special
     )
-    return FeedResponse(
-        session_id=step.session_id,
-        position=step.position,
-        tokens=step.tokens,
-        logprob=step.logprob,
-        predictions=prediction_items(step.predictions),
+    return json_response(
+        {
+            "session_id": step.session_id,
+            "position": step.position,
+            "tokens": step.tokens,
+            "logprob": step.logprob,
+            "predictions": prediction_dicts(step.predictions),
+        }
     )
 
 

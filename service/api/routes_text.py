@@ -7,12 +7,12 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import StreamingResponse
 
 from service import errors
 from service.api.auth import require_key
-from service.api.convert import check_k, generation_request, prediction_items
+from service.api.convert import check_k, generation_request, json_response, prediction_dicts
 from service.api.deps import ready_engine, settings_of
 from service.api.errors import error_body, responses
 from service.api.schemas import (
@@ -40,32 +40,38 @@ _COMMON = (
 
 
 @router.post(
-    "/predict", summary="Next-word predictions after a text", responses=responses(*_COMMON)
+    "/predict",
+    summary="Next-word predictions after a text",
+    response_model=PredictResponse,
+    responses=responses(*_COMMON),
 )
-async def predict(
-    body: PredictRequest, engine: EngineDep, settings: SettingsDep
-) -> PredictResponse:
+async def predict(body: PredictRequest, engine: EngineDep, settings: SettingsDep) -> Response:
     result = await engine.predict(body.text, check_k(body.k, settings), body.exclude_special)
-    return PredictResponse(
-        model=engine.model_id,
-        tokens=result.tokens,
-        predictions=prediction_items(result.predictions),
+    return json_response(
+        {
+            "model": engine.model_id,
+            "tokens": result.tokens,
+            "predictions": prediction_dicts(result.predictions),
+        }
     )
 
 
 @router.post(
     "/score",
     summary="Per-token log-probabilities and perplexity of a text",
+    response_model=ScoreResponse,
     responses=responses(*_COMMON),
 )
-async def score(body: ScoreRequest, engine: EngineDep) -> ScoreResponse:
+async def score(body: ScoreRequest, engine: EngineDep) -> Response:
     result = await engine.score(body.text)
-    return ScoreResponse(
-        model=engine.model_id,
-        tokens=result.tokens,
-        token_logprobs=result.token_logprobs,
-        logprob=result.logprob,
-        perplexity=result.perplexity,
+    return json_response(
+        {
+            "model": engine.model_id,
+            "tokens": result.tokens,
+            "token_logprobs": result.token_logprobs,
+            "logprob": result.logprob,
+            "perplexity": result.perplexity,
+        }
     )
 
 

@@ -1,8 +1,10 @@
 """``WS /v1/stream``: per-session stateful streaming (the protocol of ../shared/API.md).
 
-The receive loop answers ``cancel`` at once and queues every other message for one
-per-connection task, so answers keep the messages' order and a running ``generate``
-can still be cancelled. The queue is bounded: a client that floods stops being read.
+The receive loop answers feeds, resets and closes itself, one after another, so answers
+keep the messages' order without a task hand-off per message. A ``generate`` runs in a
+task instead, so that the loop can still read a ``cancel``; messages that arrive during
+it wait in a bounded queue that the task drains in order before it ends (a client that
+floods stops being read).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 
 from service.api.auth import authenticate
-from service.api.convert import check_k, generation_request, prediction_items
+from service.api.convert import check_k, generation_request, prediction_dicts
 from service.api.schemas import WsCancel, WsClose, WsFeed, WsGenerate, WsMessage, WsReset
 from service.engine import Engine
 from service.errors import InvalidRequest, NotReady, PayloadTooLarge, ServeError
@@ -86,14 +89,15 @@ class StreamConnection:
         self.settings = settings
         self.pending: asyncio.Queue[Any] = asyncio.Queue(_PENDING_MESSAGES)
         self.generation: GenerationStream | None = None
+        self.worker: asyncio.Task[None] | None = None  # while a generate runs
         self.closed = False
 
     async def serve(self) -> None:
         await self._send_ready(None)
-        worker = asyncio.create_task(self._process())
         try:
-            await self._receive_loop()  # returns after queueing a close message
-            await asyncio.wait_for(worker, self.settings.request_timeout_s)
+            await self._receive_loop()  # returns after a close message
+            if self.worker is not None:
+                await asyncio.wait_for(self.worker, self.settings.request_timeout_s)
         except WebSocketDisconnect:
             pass
         except Exception:
@@ -104,9 +108,10 @@ class StreamConnection:
             self.closed = True
             if self.generation is not None:
                 self.generation.cancel()
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await worker
+            if self.worker is not None:
+                self.worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self.worker
 
     async def _receive_loop(self) -> None:
         while not self.closed:
@@ -116,7 +121,12 @@ class StreamConnection:
                 if self.generation is not None:
                     self.generation.cancel()
                 continue
-            await self.pending.put(message)
+            if self.worker is not None and not self.worker.done():
+                await self.pending.put(message)  # after the running generation, in order
+            elif isinstance(message, WsGenerate):
+                self.worker = asyncio.create_task(self._process(message))
+            else:
+                await self._answer(message)
             if isinstance(message, WsClose):
                 return
 
@@ -125,11 +135,11 @@ class StreamConnection:
         try:
             if len(raw) > self.settings.max_ws_message_bytes:
                 raise PayloadTooLarge(f"message over {self.settings.max_ws_message_bytes} bytes")
-            data = json.loads(raw)
+            data = orjson.loads(raw)
             if isinstance(data, dict):
                 message_id = data.get("id")
             return _messages.validate_python(data)
-        except json.JSONDecodeError as error:
+        except orjson.JSONDecodeError as error:
             failure: ServeError = InvalidRequest(f"not JSON: {error.msg}")
         except ValidationError as error:
             first = error.errors()[0]
@@ -140,19 +150,23 @@ class StreamConnection:
         self.engine.metrics.errors.labels(failure.code).inc()
         return _Reply(_error(failure, message_id if _is_scalar(message_id) else None))
 
-    async def _process(self) -> None:
+    async def _process(self, message: Any) -> None:
+        """Answer ``message`` (a generate), then whatever queued behind it, in order."""
         while True:
-            message = await self.pending.get()
-            if isinstance(message, _Reply):
-                await self._send(message.payload)
-                continue
-            try:
-                await self._handle(message)
-            except ServeError as error:
-                self.engine.metrics.errors.labels(error.code).inc()
-                await self._send(_error(error, message.id))
-            if isinstance(message, WsClose):
+            await self._answer(message)
+            if isinstance(message, WsClose) or self.pending.empty():
                 return
+            message = self.pending.get_nowait()
+
+    async def _answer(self, message: Any) -> None:
+        if isinstance(message, _Reply):
+            await self._send(message.payload)
+            return
+        try:
+            await self._handle(message)
+        except ServeError as error:
+            self.engine.metrics.errors.labels(error.code).inc()
+            await self._send(_error(error, message.id))
 
     async def _handle(self, message: Any) -> None:
         if isinstance(message, WsFeed):
@@ -169,7 +183,7 @@ class StreamConnection:
                     "position": step.position,
                     "tokens": step.tokens,
                     "logprob": step.logprob,
-                    "predictions": [p.model_dump() for p in prediction_items(step.predictions)],
+                    "predictions": prediction_dicts(step.predictions),
                 },
                 message.id,
             )
@@ -222,7 +236,11 @@ class StreamConnection:
     async def _send(self, payload: dict[str, Any], message_id: Any = None) -> None:
         if message_id is not None:
             payload["id"] = message_id
-        await self.ws.send_text(json.dumps(payload, separators=(",", ":")))
+        try:
+            text = orjson.dumps(payload).decode()
+        except TypeError:  # an id past 64 bits: the standard library writes any int
+            text = json.dumps(payload, separators=(",", ":"))
+        await self.ws.send_text(text)
 
 
 @dataclass(frozen=True)
