@@ -10,6 +10,8 @@
 # predict: wrk, 64 connections, 15 s, the varied bodies of bench/wrk_predict.lua.
 # ws: lstm-serve-bench ws, 1,000 sessions feeding back to back, 20 s, 2 client processes.
 # ROUNDS (default 2) repeats the whole list; results go to bench/results/ab/<scenario>/.
+# Each line also gives the server's CPU per model row (a predict or a feed), from /proc: the main thread
+# (event loop: HTTP, WebSocket, JSON) and all its other threads (inference, torch's pool).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 scenario=$1
@@ -18,6 +20,30 @@ rounds=${ROUNDS:-2}
 port=${PORT:-8077}
 out=bench/results/ab/$scenario
 mkdir -p "$out"
+# "TID CPU-seconds" of every thread of PID.
+thread_cpu() {
+  local tick
+  tick=$(getconf CLK_TCK)
+  for task in /proc/"$1"/task/*; do
+    awk -v tid="${task##*/}" -v tick="$tick" '{print tid, ($14 + $15) / tick}' "$task/stat"
+  done
+}
+
+# Requests and feeds the model has answered so far (one batch row each), from /metrics.
+model_rows() {
+  curl -s "localhost:$port/metrics" |
+    awk '/^lstm_serve_batch_size_sum/ {n += $2} END {printf "%d", n}'
+}
+
+# Server CPU microseconds per request since BEFORE: main thread, other threads.
+cpu_per_request() {
+  local pid=$1 before=$2 requests=$3
+  join <(echo "$before" | sort) <(thread_cpu "$pid" | sort) |
+    awk -v pid="$pid" -v n="$requests" '
+      { d = $3 - $2; if ($1 == pid) main += d; else other += d }
+      END { if (n > 0) printf "server CPU/request: event loop %.0f us, other threads %.0f us", main * 1e6 / n, other * 1e6 / n }'
+}
+
 for round in $(seq "$rounds"); do
   for variant in "$@"; do
     name=${variant%%:*}
@@ -32,20 +58,30 @@ for round in $(seq "$rounds"); do
       >"/tmp/server_ab_$label.log" 2>&1 &
     pid=$!
     for _ in $(seq 120); do curl -sf "localhost:$port/readyz" >/dev/null && break; sleep 0.5; done
+    before=""
     case $scenario in
       predict)
         wrk -t1 -c64 -d3s -s bench/wrk_predict.lua "http://127.0.0.1:$port" >/dev/null
+        before=$(thread_cpu "$pid")
+        rows_before=$(model_rows)
         wrk -t1 -c64 -d15s --latency -s bench/wrk_predict.lua "http://127.0.0.1:$port" \
           >"$out/${label}_$round.txt"
-        printf '%-12s round %d: %8s req/s  p99 %s\n' "$label" "$round" \
+        answered=$(($(model_rows) - rows_before))
+        printf '%-12s round %d: %8s req/s  p99 %-9s %s\n' "$label" "$round" \
           "$(awk '/Requests\/sec/ {print $2}' "$out/${label}_$round.txt")" \
-          "$(awk '$1 == "99%" {print $2}' "$out/${label}_$round.txt")"
+          "$(awk '$1 == "99%" {print $2}' "$out/${label}_$round.txt")" \
+          "$(cpu_per_request "$pid" "$before" "$answered")"
         ;;
       ws)
+        before=$(thread_cpu "$pid")
+        rows_before=$(model_rows)
         .venv/bin/lstm-serve-bench ws --url "http://127.0.0.1:$port" --concurrency 1000 \
           --processes 2 --duration-s 20 --warmup-s 3 --json "$out/${label}_$round.json" \
           >"$out/${label}_$round.txt" 2>&1
-        printf '%-12s round %d: %s\n' "$label" "$round" "$(grep -E "ws_feed" "$out/${label}_$round.txt" | head -1)"
+        answered=$(($(model_rows) - rows_before))
+        printf '%-12s round %d: %s\n    %s\n' "$label" "$round" \
+          "$(grep -E "ws_feed" "$out/${label}_$round.txt" | head -1)" \
+          "$(cpu_per_request "$pid" "$before" "$answered")"
         ;;
       *) echo "unknown scenario $scenario (predict or ws)"; kill "$pid"; exit 2 ;;
     esac

@@ -115,6 +115,23 @@ class Metrics:
             buckets=COMPUTE_BUCKETS_S,
             registry=r,
         )
+        self.loop_lag = Gauge(
+            "lstm_serve_event_loop_lag_seconds",
+            "How late the event loop ran its last 10 ms timer (requests wait this long "
+            "before being read)",
+            registry=r,
+        )
+        self.loop_lag_samples = Histogram(
+            "lstm_serve_event_loop_lag_samples_seconds",
+            "Event loop lag, sampled every 10 ms",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=r,
+        )
+        self.shed = Counter(
+            "lstm_serve_shed_requests_total",
+            "Work requests answered 429 at once because the event loop lagged",
+            registry=r,
+        )
         self.streams_open = Gauge("lstm_serve_streams_open", "Open WebSocket streams", registry=r)
         self.ready = Gauge(
             "lstm_serve_ready", "1 when the server is ready to take work, else 0", registry=r

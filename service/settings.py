@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SHED_LOOP_LAG_MS = 100.0
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default"
 
 
@@ -29,6 +30,12 @@ class Settings(BaseSettings):
     )
     max_batch_tokens: int = Field(8192, ge=1, description="most prompt tokens in one prefill step")
     max_queue: int = Field(1024, ge=1, description="most waiting requests; past it, 429")
+    shed_loop_lag_ms: float = Field(
+        SHED_LOOP_LAG_MS,
+        ge=0,
+        description="answer new work requests 429 at once while the event loop runs this "
+        "late (requests wait unread in socket buffers); 0 = never",
+    )
     request_timeout_s: float = Field(30.0, gt=0, description="deadline of one request")
     session_ttl_s: float = Field(3600.0, gt=0, description="idle lifetime of a session")
     max_sessions: int = Field(100_000, ge=1, description="most live sessions")

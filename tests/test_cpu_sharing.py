@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
@@ -20,8 +21,8 @@ def test_torch_threads_leave_one_cpu_to_the_event_loop(monkeypatch) -> None:
     assert cpu_sharing.torch_threads(5) == 5  # an explicit setting wins
 
 
-def test_available_cpus_is_the_affinity_mask() -> None:
-    assert 1 <= cpu_sharing.available_cpus()
+def test_available_cpus_is_within_the_machine() -> None:
+    assert cpu_sharing.available_cpus() in range(1, (os.cpu_count() or 1) + 1)
 
 
 def test_gil_switch_interval_is_process_wide() -> None:

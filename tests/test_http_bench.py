@@ -87,6 +87,7 @@ def test_quick_run_writes_report(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert overload["target_rate"] == pytest.approx(2 * overload["saturation_rps"])
     summary = overload["summary"]
     assert summary["http_5xx"] == 0 and summary["only_200_429"]
+    assert summary["answered"] > 0 and overload["probe"]["ops"]["predict"]["ok"] > 0
     assert overload["readyz"]["polls"] >= 1
 
     report = (out / "REPORT.md").read_text()

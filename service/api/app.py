@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from service.api import errors, routes_ops, routes_sessions, routes_text
 from service.api.drain import Drain
+from service.api.load_shedding import LoopLag
 from service.api.middleware import ServingMiddleware
 from service.api.stream import stream_endpoint
 from service.engine import Engine, EngineConfig
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = Engine(engine_config(settings), metrics)
         app.state.engine = engine
+        app.state.loop_lag.start()
         app.state.load_error = None
         app.state.drain.flush = engine.flush_sessions
         # Load in the background so /healthz answers (and /readyz says why) meanwhile.
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
             await engine.stop()
+            await app.state.loop_lag.stop()
 
     app = FastAPI(
         title="lstm-serve",
@@ -71,6 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.drain = Drain()
+    app.state.loop_lag = LoopLag(
+        settings.shed_loop_lag_ms / 1000, metrics.loop_lag, metrics.loop_lag_samples
+    )
     app.state.engine = Engine(engine_config(settings), metrics)  # replaced by the lifespan
     app.state.load_error = None
     errors.install(app)
@@ -83,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=metrics,
         drain=app.state.drain,
         max_body_bytes=settings.max_body_bytes,
+        loop_lag=app.state.loop_lag,
     )
     return app
 

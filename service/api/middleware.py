@@ -1,5 +1,5 @@
 """One pure-ASGI middleware (cheaper than BaseHTTPMiddleware) for every HTTP request:
-request id, body-size limit, drain refusal, metrics and the access log line."""
+request id, body-size limit, drain refusal, load shedding, metrics and the access log."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.drain import Drain
 from service.api.errors import error_body
+from service.api.load_shedding import LoopLag
 from service.metrics import Metrics
 
 log = logging.getLogger("lstm_serve.access")
 _OPEN_PATHS = ("/healthz", "/readyz", "/metrics")
+_WORK_PATHS = ("/v1/predict", "/v1/score", "/v1/generate", "/v1/sessions")
+_SESSION_ACTIONS = ("feed", "reset")
 
 
 class BodyTooLarge(Exception):
@@ -24,11 +27,19 @@ class BodyTooLarge(Exception):
 
 
 class ServingMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, drain: Drain, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        drain: Drain,
+        max_body_bytes: int,
+        loop_lag: LoopLag | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.drain = drain
         self.max_body_bytes = max_body_bytes
+        self.loop_lag = loop_lag
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +63,17 @@ class ServingMiddleware:
             if self.drain.draining and not path.startswith(_OPEN_PATHS):
                 await _send_error(send_wrapper, 503, "not_ready", "server is draining")
                 scope.setdefault("state", {})["error_code"] = "not_ready"
+            elif self._shed(scope):
+                await _send_error(
+                    send_wrapper,
+                    429,
+                    "overloaded",
+                    "server overloaded (event loop lagging); retry later",
+                    {"retry_after_s": 1},
+                    [(b"retry-after", b"1")],
+                )
+                scope.setdefault("state", {})["error_code"] = "overloaded"
+                self.metrics.shed.inc()
             elif _content_length(scope) > self.max_body_bytes:
                 await _send_error(
                     send_wrapper, 413, "payload_too_large", f"body over {self.max_body_bytes} bytes"
@@ -67,6 +89,16 @@ class ServingMiddleware:
         finally:
             self.drain.exit()
             self._record(scope, status["code"], time.perf_counter() - started, request_id)
+
+    def _shed(self, scope: Scope) -> bool:
+        """Work requests (POST under /v1/) while the loop lags; reads and deletes pass."""
+        lag = self.loop_lag
+        return (
+            lag is not None
+            and lag.lagging
+            and scope["method"] == "POST"
+            and scope["path"].startswith("/v1/")
+        )
 
     def _limited(self, scope: Scope, receive: Receive) -> Receive:
         seen = 0
@@ -86,7 +118,7 @@ class ServingMiddleware:
 
     def _record(self, scope: Scope, status: int, elapsed_s: float, request_id: str) -> None:
         route = scope.get("route")
-        template = getattr(route, "path", None) or "unmatched"
+        template = getattr(route, "path", None) or _unrouted_template(scope)
         method = scope["method"]
         self.metrics.requests.labels(template, method, str(status)).inc()
         self.metrics.request_latency.labels(template).observe(elapsed_s)
@@ -107,6 +139,17 @@ class ServingMiddleware:
                     "duration_ms": round(elapsed_s * 1000, 2),
                 },
             )
+
+
+def _unrouted_template(scope: Scope) -> str:
+    """The route template of a request answered before routing (shed), else "unmatched"."""
+    path = scope["path"]
+    if path in _WORK_PATHS:
+        return path
+    parts = path.split("/")  # /v1/sessions/{id}/feed -> ["", "v1", "sessions", id, "feed"]
+    if len(parts) == 5 and parts[:3] == ["", "v1", "sessions"] and parts[4] in _SESSION_ACTIONS:
+        return f"/v1/sessions/{{session_id}}/{parts[4]}"
+    return "unmatched"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -134,8 +177,15 @@ def _content_length(scope: Scope) -> int:
     return int(value) if value and value.isdigit() else 0
 
 
-async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body: Any = json.dumps(error_body(code, message)).encode()
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body: Any = json.dumps(error_body(code, message, details)).encode()
     await send(
         {
             "type": "http.response.start",
@@ -143,6 +193,7 @@ async def _send_error(send: Send, status: int, code: str, message: str) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
+                *(headers or []),
             ],
         }
     )
