@@ -40,6 +40,7 @@ class RunConfig:
     api_key: str | None = None
     seed: int = 0
     max_inflight: int = 10_000
+    preconnect: bool = False  # open the HTTP pool before the timed phase
     processes: int = 1
     phase_s: float = 0.0  # open loop: offset of this worker's first arrival
 

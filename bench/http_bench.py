@@ -37,6 +37,7 @@ from tests.serverproc import ROOT, ServerProcess, free_port, start_server
 WRK_SCRIPT = ROOT / "bench" / "wrk_predict.lua"
 WRK_PACED_SCRIPT = ROOT / "bench" / "wrk_paced.lua"
 OVERLOAD_PROBE_RATE = 20  # req/s of the latency probe beside the paced wrk load
+OVERLOAD_PROBE_LEAD_S = 2.0  # the probe starts (and connects) this long before wrk
 DEFAULT_LEVELS = (1, 4, 16, 64, 256)
 DEFAULT_WS_LEVELS = (100, 1000, 5000)
 DEFAULT_WS_RATES = (500, 1000, 1500, 2000)
@@ -497,8 +498,11 @@ def part_overload(args: argparse.Namespace, saturation_rps: float | None) -> dic
             str(OVERLOAD_PROBE_RATE),
             "--concurrency",
             "32",
+            "--preconnect",
+            "--warmup-s",
+            f"{OVERLOAD_PROBE_LEAD_S:g}",
             "--duration-s",
-            f"{args.duration_s:g}",
+            f"{args.duration_s + OVERLOAD_PROBE_LEAD_S:g}",
             "--grace-s",
             "10",
         ]
@@ -512,6 +516,7 @@ def part_overload(args: argparse.Namespace, saturation_rps: float | None) -> dic
         poller = ReadyzPoller(server.url, 0.5)
         poller.start()
         prober.start()
+        time.sleep(OVERLOAD_PROBE_LEAD_S)  # its connections open before the load starts
         try:
             load = run_wrk(
                 server.url,

@@ -252,8 +252,9 @@ def _overload_section(doc: dict[str, Any]) -> list[str]:
         f"(open loop: each thread sends on a fixed schedule, {_num(run['target_rate'])} "
         "req/s in all) against a server with "
         f"`LSTM_SERVE_MAX_QUEUE={run['env']['LSTM_SERVE_MAX_QUEUE']}`; beside it, a probe "
-        "`lstm-serve-bench predict --rate 20` (open loop, latency from the scheduled time) "
-        "measures what an accepted request waits; `/readyz` polled every 0.5 s.",
+        "`lstm-serve-bench predict --rate 20` (open loop, latency from the scheduled time, its "
+        "32 connections opened before the load) measures what an accepted request waits; "
+        "`/readyz` polled every 0.5 s.",
         "",
         "| metric | value |",
         "| --- | ---: |",

@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="spread users/rate over this many client processes (default 1)",
     )
     load.add_argument(
+        "--preconnect",
+        action="store_true",
+        help="open all --concurrency HTTP connections (GET /healthz) before the timed "
+        "phase, so that no measured request waits for a connection to be set up",
+    )
+    load.add_argument(
         "--max-inflight",
         type=int,
         default=10_000,
@@ -190,6 +196,7 @@ def configs_from_args(args: argparse.Namespace) -> list[RunConfig]:
         api_key=args.api_key,
         seed=args.seed,
         max_inflight=args.max_inflight,
+        preconnect=args.preconnect,
         processes=args.processes,
         **extra,
     )

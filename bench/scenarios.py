@@ -276,6 +276,8 @@ async def setup(ctx: Context) -> None:
         prepare = ensure_stream
     elif scenario == "feed" or (scenario == "mix" and mix.get("feed", 0) > 0):
         prepare = ensure_session
+    if ctx.config.preconnect and scenario != "ws":
+        await preconnect(ctx)
     if prepare is None:
         return
     gate = asyncio.Semaphore(SETUP_PARALLELISM)
@@ -285,6 +287,23 @@ async def setup(ctx: Context) -> None:
             await prepare(ctx, slot)
 
     await asyncio.gather(*(one(slot) for slot in range(n)))
+
+
+PRECONNECT_TIMEOUT_S = 10.0
+
+
+async def preconnect(ctx: Context) -> None:
+    """Open the whole HTTP pool before the timed phase (``concurrency`` GETs at once), so
+    that no measured request waits for a connection to be set up: a server too busy to
+    accept new connections would otherwise show as seconds of latency."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(ctx.client.get("/healthz") for _ in range(ctx.config.concurrency)),
+                return_exceptions=True,
+            ),
+            PRECONNECT_TIMEOUT_S,
+        )
 
 
 async def teardown(ctx: Context, timeout_s: float) -> None:

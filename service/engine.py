@@ -327,8 +327,8 @@ class Engine:
 
     async def reset_session(self, session_id: str, owner: str | None = None) -> SessionInfo:
         session = await self.open_session(session_id, owner)
-        await self._feed_retrying(session, [], [], 0, False, reset=True)
-        return self._info(session)
+        step = await self._feed_retrying(session, [], [], 0, False, reset=True)
+        return self._info(session, step.position)
 
     async def describe_session(self, session_id: str, owner: str | None = None) -> SessionInfo:
         """Position and timestamps of the caller's session, held here or in the store."""
@@ -363,10 +363,11 @@ class Engine:
         """Like ``describe_session`` for a session held here."""
         return self._info(self._registry().get(session_id, owner))
 
-    def _info(self, session: Session) -> SessionInfo:
+    def _info(self, session: Session, position: int | None = None) -> SessionInfo:
+        """``position``: the one right after the caller's own step, if it had one."""
         return SessionInfo(
             session.id,
-            session.position,
+            session.position if position is None else position,
             session.created_at,
             session.last_used_at,
             self._registry().expires_at(session),
@@ -448,7 +449,7 @@ class Engine:
         await durable.commit(session, changes[0], result.state)
         return SessionStep(
             session.id,
-            session.position,
+            changes[0].position,  # not session.position: later feeds may have run meanwhile
             words,
             sum(result.token_logprobs),
             self._predictions(result, k, skip_special),

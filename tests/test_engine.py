@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,30 @@ def test_concurrent_feeds_to_one_session_apply_in_arrival_order(tiny_checkpoint:
     positions, logprobs = run_engine(tiny_checkpoint, concurrent)
     assert positions == list(range(1, len(words) + 1))
     assert _close(logprobs, run_engine(tiny_checkpoint, sequential))
+
+
+def test_each_feed_reports_its_own_position_when_the_loop_lags(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy event loop resumes a feed after later feeds of its session have finished:
+    the answer still carries the position right after its own words."""
+    from service import worker
+
+    deliver = worker._run_callbacks
+
+    def slow_loop(callbacks: list[Any]) -> None:
+        deliver(callbacks)
+        time.sleep(0.02)  # meanwhile the inference thread finishes the next steps
+
+    monkeypatch.setattr(worker, "_run_callbacks", slow_loop)
+    words = "the market fell after the bank said its profit would drop".split()
+
+    async def concurrent(engine: Engine) -> list[int]:
+        session = await engine.create_session("")
+        steps = await asyncio.gather(*(engine.feed(session.session_id, w) for w in words))
+        return [s.position for s in steps]
+
+    assert run_engine(tiny_checkpoint, concurrent) == list(range(1, len(words) + 1))
 
 
 def test_seeded_sampling_is_identical_under_load(tiny_checkpoint: Path) -> None:

@@ -190,8 +190,8 @@ class StreamConnection:
         elif isinstance(message, WsGenerate):
             await self._generate(message)
         elif isinstance(message, WsReset):
-            await self.engine.reset_session(self.session.id, self.session.owner)
-            await self._send_ready(message.id)
+            info = await self.engine.reset_session(self.session.id, self.session.owner)
+            await self._send_ready(message.id, info.position)
         elif isinstance(message, WsClose):
             self.closed = True
             await self.engine.remove_session(self.session.id, self.session.owner)
@@ -222,12 +222,12 @@ class StreamConnection:
         finally:
             self.generation = None
 
-    async def _send_ready(self, message_id: Any) -> None:
+    async def _send_ready(self, message_id: Any, position: int | None = None) -> None:
         await self._send(
             {
                 "type": "ready",
                 "session_id": self.session.id,
-                "position": self.session.position,
+                "position": self.session.position if position is None else position,
                 "model": self.engine.model_id,
             },
             message_id,
