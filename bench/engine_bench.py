@@ -28,6 +28,7 @@ from service.runner import Row
 from service.sampling import SamplingParams
 
 DEVICE = "cpu"  # set by --device
+THREADS = 0  # set by --threads (0: the server default, every CPU but one)
 
 
 def _texts(count: int, seed: int = 0) -> list[str]:
@@ -64,7 +65,11 @@ async def predict_sweep(model: Path, levels: list[int], duration_s: float) -> li
     texts = _texts(512)
     rows = []
     for batch in (256, 1):
-        engine = Engine(EngineConfig(model, device=DEVICE, max_batch_size=batch, max_queue=4096))
+        engine = Engine(
+            EngineConfig(
+                model, device=DEVICE, threads=THREADS, max_batch_size=batch, max_queue=4096
+            )
+        )
         await engine.start()
         for level in levels:
             result = await _closed_loop(engine, level, duration_s, texts)
@@ -81,7 +86,7 @@ async def predict_sweep(model: Path, levels: list[int], duration_s: float) -> li
 
 async def lone_overhead(model: Path, repeats: int) -> dict[str, float]:
     """A lone predict through the engine vs the bare model step on the same input."""
-    engine = Engine(EngineConfig(model, device=DEVICE))
+    engine = Engine(EngineConfig(model, device=DEVICE, threads=THREADS))
     await engine.start()
     text = SENTENCES[0]
     _, ids = engine.encode(text)
@@ -120,7 +125,11 @@ async def _create_sessions(engine: Engine, count: int, chunk: int = 4096) -> lis
 async def session_feeds(
     model: Path, sessions: int, concurrency: int, duration_s: float
 ) -> dict[str, Any]:
-    engine = Engine(EngineConfig(model, device=DEVICE, max_queue=8192, max_sessions=sessions * 2))
+    engine = Engine(
+        EngineConfig(
+            model, device=DEVICE, threads=THREADS, max_queue=8192, max_sessions=sessions * 2
+        )
+    )
     await engine.start()
     ids = await _create_sessions(engine, sessions)
     words = [w for s in SENTENCES for w in s.split()]
@@ -158,7 +167,7 @@ async def session_feeds(
 async def generation(model: Path, concurrency: int, max_tokens: int) -> list[dict[str, Any]]:
     rows = []
     for batch in (256, 1):
-        engine = Engine(EngineConfig(model, device=DEVICE, max_batch_size=batch))
+        engine = Engine(EngineConfig(model, device=DEVICE, threads=THREADS, max_batch_size=batch))
         await engine.start()
         request = GenerationRequest(
             max_tokens=max_tokens, sampling=SamplingParams(1.0), stop_at_eos=False
@@ -193,7 +202,12 @@ def _rss_bytes() -> int:
 async def session_memory(model: Path, sessions: int) -> dict[str, Any]:
     engine = Engine(
         EngineConfig(
-            model, device=DEVICE, max_sessions=sessions, max_queue=8192, initial_pool_slots=1024
+            model,
+            device=DEVICE,
+            threads=THREADS,
+            max_sessions=sessions,
+            max_queue=8192,
+            initial_pool_slots=1024,
         )
     )
     await engine.start()
@@ -271,10 +285,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-tokens", type=int, default=50)
     parser.add_argument("--memory-sessions", type=int, default=100_000)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: the server default; BENCHMARKS.md §2 used 2)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    global DEVICE
-    DEVICE = args.device
+    global DEVICE, THREADS
+    DEVICE, THREADS = args.device, args.threads
     result = asyncio.run(main_async(args))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,8 @@
 #
 # predict: wrk, 64 connections, 15 s, the varied bodies of bench/wrk_predict.lua.
 # ws: lstm-serve-bench ws, 1,000 sessions feeding back to back, 20 s, 2 client processes.
+# overload: paced wrk (bench/wrk_paced.lua), RATE req/s in all (default 2400) over 1,024
+#   connections for 15 s, against LSTM_SERVE_MAX_QUEUE=256 (add it to a variant to change).
 # ROUNDS (default 2) repeats the whole list; results go to bench/results/ab/<scenario>/.
 # Each line also gives the server's CPU per model row (a predict or a feed), from /proc: the main thread
 # (event loop: HTTP, WebSocket, JSON) and all its other threads (inference, torch's pool).
@@ -52,7 +54,9 @@ for round in $(seq "$rounds"); do
     [[ $name == *@* ]] && code=${name#*@}
     envs=()
     [[ $variant == *:* ]] && IFS=, read -r -a envs <<<"${variant#*:}"
-    env PYTHONPATH="$code" LSTM_SERVE_PORT="$port" LSTM_SERVE_LOG_LEVEL=warning \
+    queue=()
+    [[ $scenario == overload ]] && queue=(LSTM_SERVE_MAX_QUEUE=256)
+    env PYTHONPATH="$code" LSTM_SERVE_PORT="$port" LSTM_SERVE_LOG_LEVEL=warning "${queue[@]}" \
       LSTM_SERVE_MODEL_PATH="$PWD/models/default" "${envs[@]}" \
       .venv/bin/python -P -c "import service.cli as c; print(c.__file__, flush=True); c.main()" \
       >"/tmp/server_ab_$label.log" 2>&1 &
@@ -83,7 +87,17 @@ for round in $(seq "$rounds"); do
           "$(grep -E "ws_feed" "$out/${label}_$round.txt" | head -1)" \
           "$(cpu_per_request "$pid" "$before" "$answered")"
         ;;
-      *) echo "unknown scenario $scenario (predict or ws)"; kill "$pid"; exit 2 ;;
+      overload)
+        LSTM_SERVE_BENCH_THREAD_RATE=$((${RATE:-2400} / 2)) wrk -t2 -c1024 -d15s --timeout 10s \
+          --latency -s bench/wrk_paced.lua "http://127.0.0.1:$port" >"$out/${label}_$round.txt"
+        printf '%-12s round %d: %s answers, %s x 429, p50 %s p99 %s, socket errors: %s\n' \
+          "$label" "$round" "$(awk '/requests in/ {print $1}' "$out/${label}_$round.txt")" \
+          "$(grep -oP '429=\K[0-9]+' "$out/${label}_$round.txt" || echo 0)" \
+          "$(awk '$1 == "50%" {print $2}' "$out/${label}_$round.txt")" \
+          "$(awk '$1 == "99%" {print $2}' "$out/${label}_$round.txt")" \
+          "$(grep -oP 'Socket errors: \K.*' "$out/${label}_$round.txt" || echo none)"
+        ;;
+      *) echo "unknown scenario $scenario (predict, ws or overload)"; kill "$pid"; exit 2 ;;
     esac
     kill -TERM "$pid"
     wait "$pid"

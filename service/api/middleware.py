@@ -11,6 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.api import fast_predict
 from service.api.drain import Drain
 from service.api.errors import error_body
 from service.api.load_shedding import LoopLag
@@ -79,6 +80,10 @@ class ServingMiddleware:
                     send_wrapper, 413, "payload_too_large", f"body over {self.max_body_bytes} bytes"
                 )
                 scope.setdefault("state", {})["error_code"] = "payload_too_large"
+            elif path == fast_predict.PATH and scope["method"] == "POST":
+                await fast_predict.fast_predict(
+                    _as_json(scope), self._limited(scope, receive), send_wrapper, self.app
+                )
             else:
                 await self.app(_as_json(scope), self._limited(scope, receive), send_wrapper)
         except BodyTooLarge:
@@ -169,7 +174,8 @@ def _as_json(scope: Scope) -> Scope:
         return scope
     headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
     headers.append((b"content-type", b"application/json"))
-    return {**scope, "headers": headers}
+    scope["headers"] = headers  # in place: the route and error code set downstream stay visible
+    return scope
 
 
 def _content_length(scope: Scope) -> int:

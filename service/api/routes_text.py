@@ -12,9 +12,10 @@ from fastapi.responses import StreamingResponse
 
 from service import errors
 from service.api.auth import require_key
-from service.api.convert import check_k, generation_request, json_response, prediction_dicts
+from service.api.convert import check_k, generation_request, json_response
 from service.api.deps import ready_engine, settings_of
 from service.api.errors import error_body, responses
+from service.api.fast_predict import predict_payload
 from service.api.schemas import (
     GenerateRequest,
     GenerateResponse,
@@ -46,14 +47,8 @@ _COMMON = (
     responses=responses(*_COMMON),
 )
 async def predict(body: PredictRequest, engine: EngineDep, settings: SettingsDep) -> Response:
-    result = await engine.predict(body.text, check_k(body.k, settings), body.exclude_special)
-    return json_response(
-        {
-            "model": engine.model_id,
-            "tokens": result.tokens,
-            "predictions": prediction_dicts(result.predictions),
-        }
-    )
+    """Valid requests are usually answered by ``service.api.fast_predict`` before this."""
+    return json_response(await predict_payload(engine, body, check_k(body.k, settings)))
 
 
 @router.post(
