@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import fast_predict
+from service.api import shortcuts
 from service.api.drain import Drain
 from service.api.errors import error_body
 from service.api.load_shedding import LoopLag
@@ -80,9 +80,13 @@ class ServingMiddleware:
                     send_wrapper, 413, "payload_too_large", f"body over {self.max_body_bytes} bytes"
                 )
                 scope.setdefault("state", {})["error_code"] = "payload_too_large"
-            elif path == fast_predict.PATH and scope["method"] == "POST":
-                await fast_predict.fast_predict(
-                    _as_json(scope), self._limited(scope, receive), send_wrapper, self.app
+            elif shortcut := shortcuts.match(scope):
+                await shortcuts.answer(
+                    *shortcut,
+                    _as_json(scope),
+                    self._limited(scope, receive),
+                    send_wrapper,
+                    self.app,
                 )
             else:
                 await self.app(_as_json(scope), self._limited(scope, receive), send_wrapper)

@@ -11,7 +11,6 @@ from service.api.auth import require_key
 from service.api.convert import (
     check_k,
     json_response,
-    prediction_dicts,
     prediction_items,
     session_info,
 )
@@ -24,6 +23,7 @@ from service.api.schemas import (
     SessionInfoResponse,
     SessionStepResponse,
 )
+from service.api.shortcuts import feed_payload
 from service.engine import Engine
 from service.settings import Settings
 
@@ -74,18 +74,9 @@ async def get_session(session_id: str, engine: EngineDep, owner: Owner) -> Sessi
 async def feed(
     session_id: str, body: FeedRequest, engine: EngineDep, owner: Owner, settings: SettingsDep
 ) -> Response:
-    step = await engine.feed(
-        session_id, body.text, check_k(body.k, settings), owner, body.exclude_special
-    )
-    return json_response(
-        {
-            "session_id": step.session_id,
-            "position": step.position,
-            "tokens": step.tokens,
-            "logprob": step.logprob,
-            "predictions": prediction_dicts(step.predictions),
-        }
-    )
+    """Valid requests are usually answered by ``service.api.shortcuts`` before this."""
+    k = check_k(body.k, settings)
+    return json_response(await feed_payload(engine, session_id, body, k, owner))
 
 
 @router.post(

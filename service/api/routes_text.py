@@ -15,7 +15,6 @@ from service.api.auth import require_key
 from service.api.convert import check_k, generation_request, json_response
 from service.api.deps import ready_engine, settings_of
 from service.api.errors import error_body, responses
-from service.api.fast_predict import predict_payload
 from service.api.schemas import (
     GenerateRequest,
     GenerateResponse,
@@ -24,6 +23,7 @@ from service.api.schemas import (
     ScoreRequest,
     ScoreResponse,
 )
+from service.api.shortcuts import predict_payload
 from service.engine import Engine
 from service.generation import GenerationStream
 from service.settings import Settings
@@ -47,7 +47,7 @@ _COMMON = (
     responses=responses(*_COMMON),
 )
 async def predict(body: PredictRequest, engine: EngineDep, settings: SettingsDep) -> Response:
-    """Valid requests are usually answered by ``service.api.fast_predict`` before this."""
+    """Valid requests are usually answered by ``service.api.shortcuts`` before this."""
     return json_response(await predict_payload(engine, body, check_k(body.k, settings)))
 
 
