@@ -405,37 +405,45 @@ def part_ws(args: argparse.Namespace) -> dict[str, Any]:
     with lstm_server(args, env, "ws") as server:
         for level in args.ws_levels:
             procs = max(1, min(args.client_processes, level))
-            argv = [
-                "ws",
-                "--url",
-                server.url,
-                "--concurrency",
-                str(level),
-                "--processes",
-                str(procs),
-                "--duration-s",
-                f"{args.duration_s:g}",
-                "--grace-s",
-                "5",
-            ]
-            # Session set-up is outside the timed phase: allow ~1 ms per session and more.
-            budget = args.duration_s + 5 + 90 + level * 0.02
-            run = run_loadgen(argv, args.raw / f"ws-{level}.json", budget)
-            run["sessions"] = level
+            run = _ws_run(args, server.url, level, procs, None, f"ws-{level}.json")
             rows.append(run)
-            if "error" in run:
-                print(f"  sessions={level}: FAILED {run['error'][:300]}", flush=True)
-                continue
-            op = run["ops"].get("ws_feed", run["ops"]["total"])
-            print(
-                f"  sessions={level:<5} {op['throughput_rps'] or 0:9.1f} feeds/s  "
-                f"p50 {op['latency_ms']['p50'] or float('nan'):8.2f} ms  "
-                f"p99 {op['latency_ms']['p99'] or float('nan'):8.2f} ms  "
-                f"errors {op['errors']}  client CPU "
-                f"{sum(run['client']['cpu_util_per_process']):.2f} cores",
-                flush=True,
-            )
+            _print_ws(f"sessions={level:<5}", run)
     return {"env": env, "levels": rows}
+
+
+def _ws_run(
+    args: argparse.Namespace,
+    url: str,
+    sessions: int,
+    processes: int,
+    rate: int | None,
+    json_name: str,
+) -> dict[str, Any]:
+    """One ``lstm-serve-bench ws`` run: closed loop, or open loop at ``rate``."""
+    argv = ["ws", "--url", url, "--concurrency", str(sessions), "--processes", str(processes)]
+    if rate is not None:
+        argv += ["--rate", str(rate)]
+    argv += ["--duration-s", f"{args.duration_s:g}", "--grace-s", "5"]
+    # Session set-up is outside the timed phase: allow ~1 ms per session and more.
+    budget = args.duration_s + 5 + 90 + sessions * 0.02
+    run = run_loadgen(argv, args.raw / json_name, budget)
+    run["sessions"] = sessions
+    return run
+
+
+def _print_ws(label: str, run: dict[str, Any]) -> None:
+    if "error" in run:
+        print(f"  {label}: FAILED {run['error'][:300]}", flush=True)
+        return
+    op = run["ops"].get("ws_feed", run["ops"]["total"])
+    print(
+        f"  {label} {op['throughput_rps'] or 0:9.1f} feeds/s  "
+        f"p50 {op['latency_ms']['p50'] or float('nan'):8.2f} ms  "
+        f"p99 {op['latency_ms']['p99'] or float('nan'):8.2f} ms  "
+        f"errors {op['errors']}  client CPU "
+        f"{sum(run['client']['cpu_util_per_process']):.2f} cores",
+        flush=True,
+    )
 
 
 def part_ws_rates(args: argparse.Namespace) -> dict[str, Any]:
@@ -446,36 +454,12 @@ def part_ws_rates(args: argparse.Namespace) -> dict[str, Any]:
     print(f"[ws-rates] open loop over {sessions} sessions", flush=True)
     with lstm_server(args, {}, "ws-rates") as server:
         for rate in args.ws_rates:
-            argv = [
-                "ws",
-                "--url",
-                server.url,
-                "--concurrency",
-                str(sessions),
-                "--rate",
-                str(rate),
-                "--processes",
-                str(args.client_processes),
-                "--duration-s",
-                f"{args.duration_s:g}",
-                "--grace-s",
-                "5",
-            ]
-            budget = args.duration_s + 5 + 90 + sessions * 0.02
-            run = run_loadgen(argv, args.raw / f"ws-rate-{rate}.json", budget)
-            run["rate"] = rate
-            run["sessions"] = sessions
-            rows.append(run)
-            if "error" in run:
-                print(f"  rate={rate}: FAILED {run['error'][:300]}", flush=True)
-                continue
-            op = run["ops"].get("ws_feed", run["ops"]["total"])
-            print(
-                f"  rate={rate:<5} {op['throughput_rps'] or 0:9.1f} feeds/s  "
-                f"p50 {op['latency_ms']['p50'] or float('nan'):8.2f} ms  "
-                f"p99 {op['latency_ms']['p99'] or float('nan'):8.2f} ms  errors {op['errors']}",
-                flush=True,
+            run = _ws_run(
+                args, server.url, sessions, args.client_processes, rate, f"ws-rate-{rate}.json"
             )
+            run["rate"] = rate
+            rows.append(run)
+            _print_ws(f"rate={rate:<5}", run)
     return {"sessions": sessions, "levels": rows}
 
 
