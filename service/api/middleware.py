@@ -155,9 +155,9 @@ def _unrouted_template(scope: Scope) -> str:
     path = scope["path"]
     if path in _WORK_PATHS:
         return path
-    parts = path.split("/")  # /v1/sessions/{id}/feed -> ["", "v1", "sessions", id, "feed"]
-    if len(parts) == 5 and parts[:3] == ["", "v1", "sessions"] and parts[4] in _SESSION_ACTIONS:
-        return f"/v1/sessions/{{session_id}}/{parts[4]}"
+    action = shortcuts.session_action(path)
+    if action is not None and action[1] in _SESSION_ACTIONS:
+        return f"/v1/sessions/{{session_id}}/{action[1]}"
     return "unmatched"
 
 

@@ -80,9 +80,17 @@ def match(scope: Scope) -> tuple[Shortcut, str] | None:
     path = scope["path"]
     if path == PREDICT.path:
         return PREDICT, ""
-    parts = path.split("/")  # "/v1/sessions/ID/feed" -> ["", "v1", "sessions", ID, "feed"]
-    if len(parts) == 5 and parts[:3] == ["", "v1", "sessions"] and parts[4] == "feed":
-        return (FEED, parts[3]) if parts[3] else None
+    action = session_action(path)
+    if action is not None and action[1] == "feed":
+        return FEED, action[0]
+    return None
+
+
+def session_action(path: str) -> tuple[str, str] | None:
+    """``/v1/sessions/ID/ACTION`` -> (ID, ACTION), for a non-empty ID; else None."""
+    parts = path.split("/")  # ["", "v1", "sessions", ID, ACTION]
+    if len(parts) == 5 and parts[:3] == ["", "v1", "sessions"] and parts[3]:
+        return parts[3], parts[4]
     return None
 
 
