@@ -23,9 +23,9 @@ import torch
 
 from bench.stats import latency_summary_ms
 from bench.texts import SENTENCES
-from service.engine import Engine, EngineConfig, GenerationRequest
-from service.runner import Row
-from service.sampling import SamplingParams
+from service.engine.core import Engine, EngineConfig, GenerationRequest
+from service.engine.runner import Row
+from service.engine.sampling import SamplingParams
 
 DEVICE = "cpu"  # set by --device
 THREADS = 0  # set by --threads (0: the server default, every CPU but one)

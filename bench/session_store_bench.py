@@ -28,7 +28,7 @@ from typing import Any
 import redis
 
 from bench.stats import latency_summary_ms
-from service.engine import Engine, EngineConfig
+from service.engine.core import Engine, EngineConfig
 from service.settings import DEFAULT_MODEL_PATH
 
 WORDS = (
@@ -166,7 +166,7 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 def _record_size(engine: Engine) -> int:
     """Bytes of one encoded SessionRecord (header + h + c) for this model."""
-    from service.store import SessionRecord
+    from service.engine.store import SessionRecord
 
     pool = engine.runner.pool  # type: ignore[union-attr]
     state = b"\0" * (pool.layers * pool.hidden * 4)

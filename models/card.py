@@ -19,11 +19,22 @@ PUBLISHED = [
 
 
 def render(config: dict[str, Any]) -> str:
-    arch, card = config["architecture"], config.get("card", {})
-    training = card.get("training", {})
-    hyper = training.get("hyperparameters", {})
-    minutes = training.get("seconds", 0) / 60
-    lines = [
+    """The whole card, section by section, from a checkpoint's config."""
+    sections = [
+        _header(config),
+        _data(config),
+        _architecture(config),
+        _notes(config),
+        _perplexity(config),
+        _training_curve(config),
+        _limits(config),
+    ]
+    return "\n".join(line for section in sections for line in section)
+
+
+def _header(config: dict[str, Any]) -> list[str]:
+    arch = config["architecture"]
+    return [
         f"# Model card: {config['model_id']}",
         "",
         f"A word-level {arch['num_layers']}-layer LSTM language model, {arch['hidden_size']} "
@@ -31,6 +42,12 @@ def render(config: dict[str, Any]) -> str:
         f"({config.get('parameter_count', 0):,} parameters, vocabulary "
         f"{arch['vocab_size']:,}).",
         "",
+    ]
+
+
+def _data(config: dict[str, Any]) -> list[str]:
+    card = config.get("card", {})
+    return [
         "## Data",
         f"- Training data: {card.get('data', {}).get('name', '?')} (Mikolov's preprocessed Penn "
         "Treebank: 929k training tokens, 10k vocabulary). The text is not shipped (it derives "
@@ -38,6 +55,23 @@ def render(config: dict[str, Any]) -> str:
         f"- Normalizer: `{config['normalizer']['kind']}` (lower case, PTB clitic splitting, "
         "digits -> `N`, unknown -> `<unk>`, newline -> `<eos>`).",
         "",
+    ]
+
+
+def _architecture(config: dict[str, Any]) -> list[str]:
+    arch = config["architecture"]
+    training = config.get("card", {}).get("training", {})
+    hyper = training.get("hyperparameters", {})
+    minutes = training.get("seconds", 0) / 60
+    averaging = (
+        [
+            f"| weight averaging | running mean of the weights from epoch "
+            f"{training['averaged_from_epoch']} on, lr fixed (NT-ASGD style; `--average`) |"
+        ]
+        if training.get("averaged_from_epoch")
+        else []
+    )
+    return [
         "## Architecture and training",
         "| setting | value |",
         "| --- | --- |",
@@ -50,26 +84,24 @@ def render(config: dict[str, Any]) -> str:
         f"| optimiser | SGD, lr {hyper.get('lr')}, divided by {hyper.get('lr_decay')} when "
         f"validation stalls ({hyper.get('schedule')}); clip {hyper.get('clip')} |",
         f"| batch x BPTT | {hyper.get('batch_size')} x {hyper.get('bptt')} |",
-        *(
-            [
-                f"| weight averaging | running mean of the weights from epoch "
-                f"{training['averaged_from_epoch']} on, lr fixed (NT-ASGD style; "
-                "`--average`) |"
-            ]
-            if training.get("averaged_from_epoch")
-            else []
-        ),
+        *averaging,
         f"| epochs | {training.get('epochs')} (best validation kept) |",
         f"| training time | {minutes:.0f} min on {training.get('machine', '?')}, "
         f"{training.get('threads', '?')} torch threads, torch {training.get('torch', '?')} |",
         f"| recipe | `python -m models.train --recipe {training.get('recipe')}` |",
         f"| weights stored as | {config.get('storage_dtype', 'float32')} (served in float32) |",
         "",
-        *(
-            ["## How it was trained", *[f"- {note}" for note in card["notes"]], ""]
-            if card.get("notes")
-            else []
-        ),
+    ]
+
+
+def _notes(config: dict[str, Any]) -> list[str]:
+    notes = config.get("card", {}).get("notes")
+    return ["## How it was trained", *[f"- {note}" for note in notes], ""] if notes else []
+
+
+def _perplexity(config: dict[str, Any]) -> list[str]:
+    card = config.get("card", {})
+    lines = [
         "## Perplexity (Penn Treebank)",
         "Measured as the papers do: the whole split as one stream, state carried "
         "(`python -m models.evaluate --checkpoint DIR --data ../shared/data/ptb --split test`).",
@@ -78,18 +110,51 @@ def render(config: dict[str, Any]) -> str:
         "| --- | --- | --- |",
         f"| **this model** | **{card.get('valid_perplexity', '?')}** | "
         f"**{card.get('test_perplexity', '?')}** |",
+        *_cache_row(card),
     ]
     lines += [f"| {name} | {valid} | {test} |" for name, valid, test in PUBLISHED]
-    history = training.get("history", [])
-    if history:
-        lines += [
-            "",
-            "## Training curve",
-            "| epoch | learning rate | valid perplexity |",
-            "| --- | --- | --- |",
-        ]
-        lines += [f"| {int(epoch)} | {lr:g} | {valid} |" for epoch, lr, valid in history]
-    lines += [
+    return lines + _cache_note(card)
+
+
+def _cache_row(card: dict[str, Any]) -> list[str]:
+    cache = card.get("continuous_cache")
+    if not cache:
+        return []
+    return [
+        f"| this model + continuous cache (theta {cache['theta']}, lambda {cache['lambda']}, "
+        f"window {cache['window']}) | {card.get('valid_perplexity_cache', '?')} | "
+        f"{card.get('test_perplexity_cache', '?')} |"
+    ]
+
+
+def _cache_note(card: dict[str, Any]) -> list[str]:
+    if not card.get("continuous_cache"):
+        return []
+    return [
+        "",
+        "With the continuous cache (Grave, Joulin & Usunier 2016) the model's distribution is "
+        "mixed with one over the words that followed the stream's most similar recent "
+        "top-layer outputs; no retraining, theta, lambda and the window tuned on valid only "
+        "(`python -m models.tune_cache --checkpoint DIR --data ../shared/data/ptb`; "
+        "`python -m models.evaluate ... --cache`; see docs/CONTINUOUS_CACHE.md).",
+    ]
+
+
+def _training_curve(config: dict[str, Any]) -> list[str]:
+    history = config.get("card", {}).get("training", {}).get("history", [])
+    if not history:
+        return []
+    return [
+        "",
+        "## Training curve",
+        "| epoch | learning rate | valid perplexity |",
+        "| --- | --- | --- |",
+        *[f"| {int(epoch)} | {lr:g} | {valid} |" for epoch, lr, valid in history],
+    ]
+
+
+def _limits(config: dict[str, Any]) -> list[str]:
+    return [
         "",
         "## Intended use and limits",
         "Next-word prediction, scoring and generation for English news-style text in PTB "
@@ -99,16 +164,20 @@ def render(config: dict[str, Any]) -> str:
         f"Weights sha256: `{config['weights']['sha256']}`",
         "",
     ]
-    return "\n".join(lines)
+
+
+def write_model_card(directory: Path) -> str:
+    """Render ``directory``'s config into its ``MODEL_CARD.md``; return the text."""
+    text = render(read_config(directory))
+    (directory / "MODEL_CARD.md").write_text(text, encoding="utf-8")
+    return text
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("checkpoint", type=Path)
     args = parser.parse_args(argv)
-    text = render(read_config(args.checkpoint))
-    (args.checkpoint / "MODEL_CARD.md").write_text(text, encoding="utf-8")
-    print(text)
+    print(write_model_card(args.checkpoint))
 
 
 if __name__ == "__main__":

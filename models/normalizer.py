@@ -3,13 +3,16 @@
 The ``ptb`` rules reproduce Mikolov's Penn Treebank preprocessing closely enough that
 raw English text lands on the model's vocabulary: lower-case, PTB clitic splitting
 (``it's`` -> ``it 's``, ``don't`` -> ``do n't``), numbers -> ``N``, punctuation that PTB
-dropped is dropped, and a newline ends a sentence (``<eos>``). The ``whitespace`` rules
-(WikiText) only split on spaces, keeping case and punctuation.
+dropped is dropped, and a newline ends a sentence (``<eos>``). A word the vocabulary
+knows is kept as it is (``1990s``, ``cray-3``, ``mr.``), so the model's own output fed
+back gives the same tokens. Time is linear in the text's length, whatever its shape.
+The ``whitespace`` rules (WikiText) only split on spaces, keeping case and punctuation.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,19 +77,75 @@ class Normalizer:
 
 
 def _ptb_word(token: str, vocabulary: Vocabulary | None) -> list[str]:
-    """PTB rules for one lower-cased whitespace token."""
-    lead: list[str] = []
-    while token and token[0] in _LEADING_PUNCT and not _known(token, vocabulary):
-        lead.append(token[0])
-        token = token[1:]
-    trail: list[str] = []
-    while token and token[-1] in _TRAILING_PUNCT and not _known(token, vocabulary):
-        trail.insert(0, token[-1])
-        token = token[:-1]
-    middle = _split_clitics(token) if token else []
-    words = [*lead, *middle, *trail]
-    words = [NUMBER if any(ch.isdigit() for ch in word) else word for word in words]
-    return [word for word in words if _kept(word, vocabulary)]
+    """PTB rules for one lower-cased whitespace token, in time linear in its length.
+
+    Punctuation is peeled off by moving two indices, and a candidate is looked up only
+    while it is no longer than the vocabulary's longest word, so a token of 100k
+    punctuation characters costs 100k steps, not 100k lookups of 100k-character strings.
+    A word the vocabulary knows is kept as it is (``1990s``, ``friday-the-13th``), so the
+    model's own words round-trip.
+    """
+    facts = _facts(vocabulary)
+    longest = facts.longest_word_chars
+
+    def known(begin: int, end: int) -> bool:
+        return end - begin <= longest and _known(token[begin:end], vocabulary)
+
+    # Past the longest word nothing is known, so a run of marks is skipped at C speed
+    # down to that length, then peeled one mark at a time as PTB's rules say.
+    size = len(token)
+    begin = min(size - len(token.lstrip(_LEADING_PUNCT)), max(0, size - longest))
+    while begin < size and token[begin] in _LEADING_PUNCT and not known(begin, size):
+        begin += 1
+    end = min(size, max(len(token.rstrip(_TRAILING_PUNCT)), begin + longest))
+    while end > begin and token[end - 1] in _TRAILING_PUNCT and not known(begin, end):
+        end -= 1
+    middle: list[str] = []
+    if begin < end and known(begin, end):
+        middle = [token[begin:end]]
+    elif begin < end:
+        middle = [_number(word, vocabulary) for word in _split_clitics(token[begin:end])]
+        middle = [word for word in middle if _kept(word, vocabulary)]
+    # Peeled marks become words only where the vocabulary has them (``$``, ``'``).
+    return [
+        *token[:begin].translate(facts.dropped_punct),
+        *middle,
+        *token[end:].translate(facts.dropped_punct),
+    ]
+
+
+@dataclass(frozen=True)
+class _VocabularyFacts:
+    """What the PTB rules need to know about a vocabulary beyond membership."""
+
+    longest_word_chars: int  # no longer string can be a vocabulary word
+    dropped_punct: dict[int, None]  # str.translate table: deletes marks that are no word
+
+
+def _facts(vocabulary: Vocabulary | None) -> _VocabularyFacts:
+    """Computed once per vocabulary (its words never change), kept while it lives."""
+    if vocabulary is None:
+        return _NO_VOCABULARY
+    facts = _FACTS.get(vocabulary)
+    if facts is None:
+        facts = _VocabularyFacts(
+            longest_word_chars=max((len(word) for word in vocabulary.words), default=0),
+            dropped_punct=_dropped(vocabulary),
+        )
+        _FACTS[vocabulary] = facts
+    return facts
+
+
+def _number(word: str, vocabulary: Vocabulary | None) -> str:
+    """``N`` for a word with a digit, unless the vocabulary knows it (``1990s``, ``cray-3``)."""
+    if _has_digit(word) and not _known(word, vocabulary):
+        return NUMBER
+    return word
+
+
+def _has_digit(word: str) -> bool:
+    # isalpha first: one C pass settles the common all-letters word.
+    return not word.isalpha() and any(map(str.isdigit, word))
 
 
 def _split_clitics(token: str) -> list[str]:
@@ -106,8 +165,21 @@ def _known(token: str, vocabulary: Vocabulary | None) -> bool:
 
 def _kept(word: str, vocabulary: Vocabulary | None) -> bool:
     """Punctuation-only words survive only where the vocabulary has them (``$``, ``&``)."""
-    if any(ch.isalnum() for ch in word):
+    if any(map(str.isalnum, word)):
         return True
     if vocabulary is None:
         return word in ("$", "&", "'", "#")
     return word in vocabulary
+
+
+_PEELED = frozenset(_LEADING_PUNCT + _TRAILING_PUNCT)
+
+
+def _dropped(vocabulary: Vocabulary | None) -> dict[int, None]:
+    return {ord(ch): None for ch in _PEELED if not _kept(ch, vocabulary)}
+
+
+_NO_VOCABULARY = _VocabularyFacts(longest_word_chars=0, dropped_punct=_dropped(None))
+# Derived, immutable facts per live Vocabulary (no request data; an entry dies with its
+# vocabulary). A cache, not state: recomputing an entry gives the same value.
+_FACTS: weakref.WeakKeyDictionary[Vocabulary, _VocabularyFacts] = weakref.WeakKeyDictionary()

@@ -1,11 +1,12 @@
-"""How one server process shares the CPU between its event loop and its inference thread.
+"""How the processes share the CPUs: API processes, and the engine's loop and torch threads.
 
 The event loop (HTTP, WebSocket, JSON) runs Python and needs the GIL; the inference
 thread runs torch ops, which release the GIL while they compute and must win it back
 after each one. Two defaults follow from measurements on a 2-core machine (BENCHMARKS.md
 §3, ``python -m bench.gil_convoy``):
 
-* torch's intra-op threads leave one core to the event loop, since both are busy at once;
+* the engine's torch threads get the CPUs the API processes leave
+  (``Settings.engine_threads``);
 * the GIL switch interval is 0.1 ms instead of CPython's 5 ms: with 5 ms, every op that
   finishes while the loop holds the GIL waits up to 5 ms to continue (the "convoy
   effect"), and a model step next to a busy loop ran 4x slower.
@@ -16,8 +17,6 @@ from __future__ import annotations
 import os
 import sys
 
-import torch
-
 
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask, which containers narrow)."""
@@ -25,13 +24,6 @@ def available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def torch_threads(requested: int) -> int:
-    """``requested``, or (0) every CPU but one for the event loop, at least one."""
-    if requested > 0:
-        return requested
-    return max(1, min(torch.get_num_threads(), available_cpus() - 1))
 
 
 def set_gil_switch_interval(milliseconds: float) -> None:

@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.cpu_sharing import available_cpus
+
+if TYPE_CHECKING:
+    from service.engine.core import EngineConfig
 
 SHED_LOOP_LAG_MS = 100.0
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "default"
@@ -73,7 +78,16 @@ class Settings(BaseSettings):
         "to the session store and come back on use (0 = no limit)",
     )
     threads: int = Field(
-        0, ge=0, description="torch CPU threads (0 = every CPU but one, which the event loop uses)"
+        0,
+        ge=0,
+        description="the engine's torch CPU threads (0 = the CPUs the API processes leave, "
+        "at least one)",
+    )
+    api_workers: int = Field(
+        0,
+        ge=0,
+        description="API processes (FastAPI + uvicorn) in front of the one engine process "
+        "(0 = fits the machine: one per 4 CPUs, at least one)",
     )
     gil_switch_interval_ms: float = Field(
         0.1,
@@ -94,6 +108,38 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    def api_processes(self) -> int:
+        return self.api_workers or max(1, available_cpus() // 4)
+
+    def engine_threads(self) -> int:
+        """Torch threads for the engine: the CPUs the API processes leave, at least one."""
+        return self.threads or max(1, available_cpus() - self.api_processes())
+
+    def ws_frame_limit_bytes(self) -> int:
+        """uvicorn's own WebSocket message limit: above ours, so that a message over ours
+        gets the contract's ``payload_too_large`` answer rather than a 1009 close."""
+        return max(self.max_ws_message_bytes * 4, 4 << 20)
+
+    def engine_config(self) -> EngineConfig:
+        from service.engine.core import EngineConfig
+
+        return EngineConfig(
+            model_path=self.model_path,
+            device=self.device,
+            max_batch_size=self.max_batch_size,
+            max_batch_tokens=self.max_batch_tokens,
+            max_queue=self.max_queue,
+            request_timeout_s=self.request_timeout_s,
+            session_ttl_s=self.session_ttl_s,
+            max_sessions=self.max_sessions,
+            session_sweep_interval_s=self.session_sweep_interval_s,
+            threads=self.engine_threads(),
+            session_store=self.session_store,
+            session_durability=self.session_durability,
+            write_behind_interval_s=self.write_behind_interval_s,
+            max_resident_sessions=self.max_resident_sessions,
+        )
 
     @cached_property
     def api_key_set(self) -> frozenset[str]:

@@ -5,20 +5,22 @@ from __future__ import annotations
 import os
 import sys
 
-import torch
-
 from service import cpu_sharing
 
 
-def test_torch_threads_leave_one_cpu_to_the_event_loop(monkeypatch) -> None:
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
-    monkeypatch.setattr(cpu_sharing, "available_cpus", lambda: 4)
-    assert cpu_sharing.torch_threads(0) == 3
-    monkeypatch.setattr(cpu_sharing, "available_cpus", lambda: 16)
-    assert cpu_sharing.torch_threads(0) == 8  # never more than torch would use
-    monkeypatch.setattr(cpu_sharing, "available_cpus", lambda: 1)
-    assert cpu_sharing.torch_threads(0) == 1
-    assert cpu_sharing.torch_threads(5) == 5  # an explicit setting wins
+def test_engine_threads_get_the_cpus_the_api_processes_leave(monkeypatch) -> None:
+    from service import settings as settings_module
+    from service.settings import Settings
+
+    monkeypatch.setattr(settings_module, "available_cpus", lambda: 16)
+    assert Settings().api_processes() == 4
+    assert Settings().engine_threads() == 12
+    assert Settings(api_workers=2, threads=3).engine_threads() == 3  # explicit wins
+    monkeypatch.setattr(settings_module, "available_cpus", lambda: 2)
+    assert Settings().api_processes() == 1
+    assert Settings().engine_threads() == 1
+    monkeypatch.setattr(settings_module, "available_cpus", lambda: 1)
+    assert Settings().engine_threads() == 1
 
 
 def test_available_cpus_is_within_the_machine() -> None:

@@ -3,7 +3,7 @@
 Each check runs the real tool (docker-compose, hadolint, promtool, kubectl kustomize,
 kubernetes-validate, shellcheck) and skips only when that tool is absent;
 ``deploy/ci-setup.sh`` installs all of them in CI. The last group checks that every metric
-the dashboard and the alert rules query is one that ``service.metrics.Metrics`` exports.
+the dashboard and the alert rules query is one that ``service.api.metrics.ApiMetrics`` or ``service.engine.metrics.EngineMetrics`` exports.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from service.metrics import Metrics
+from service.api.metrics import ApiMetrics
+from service.engine.metrics import EngineMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -254,14 +255,16 @@ PROMQL_WORDS = {
 
 def exported_series() -> dict[str, set[str]]:
     """Series names the server exports (from its registry), each with its label names."""
-    metrics = Metrics()
+    every = [ApiMetrics(), EngineMetrics()]
     labels_of = {
         wrapper._name: set(wrapper._labelnames)  # label names of labelled metrics
+        for metrics in every
         for wrapper in vars(metrics).values()
         if isinstance(wrapper, MetricWrapperBase)
     }
     series: dict[str, set[str]] = {}
-    for family in metrics.registry.collect():
+    families = [family for metrics in every for family in metrics.registry.collect()]
+    for family in families:
         if family.type == "counter":
             names = [family.name + "_total", family.name + "_created"]
         elif family.type == "histogram":

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from service.engine import Engine, EngineConfig, GenerationRequest
-from service.sampling import SamplingParams
+from service.engine.core import Engine, EngineConfig, GenerationRequest
+from service.engine.sampling import SamplingParams
 
 pytestmark = [
     pytest.mark.gpu,

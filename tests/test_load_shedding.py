@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.api.load_shedding import LoopLag
-from service.metrics import Metrics
+from service.api.metrics import ApiMetrics as Metrics
 
 
 def _lag(threshold_s: float) -> LoopLag:
@@ -53,11 +53,12 @@ def test_a_blocked_loop_is_measured() -> None:
 
 
 def test_a_lagging_loop_sheds_work_but_answers_reads() -> None:
-    """The middleware in process (no lifespan, so no sampler overwrites the samples)."""
+    """Admission in process (no lifespan, so no sampler overwrites the samples, and no
+    engine is needed: the 429 comes before any engine call)."""
     from service.api.app import create_app
     from service.settings import Settings
 
-    app = create_app(Settings(shed_loop_lag_ms=50))
+    app = create_app(Settings(shed_loop_lag_ms=50), "ipc:///nonexistent/engine.sock")
     for _ in range(3):
         app.state.loop_lag.observe(0.5)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import load
-from service.runner import ModelRunner, Row
+from service.engine.runner import ModelRunner, Row
 
 
 def test_cached_log_norm_equals_full_decode(tiny_checkpoint: Path) -> None:

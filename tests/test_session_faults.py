@@ -26,7 +26,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from service.engine import Engine, EngineConfig
+from service.engine.core import EngineConfig
+from tests.engine_harness import start_local
 from tests.nginxproc import NGINX, running_nginx
 from tests.redisproc import REDIS_SERVER, RedisProcess, running_redis
 from tests.serverproc import ServerProcess, start_server
@@ -102,8 +103,7 @@ def word_lists() -> list[list[str]]:
 
 async def references(checkpoint: Path, lists: list[list[str]]) -> list[list[dict[str, Any]]]:
     """Each list fed word by word into one uninterrupted in-process session."""
-    engine = Engine(EngineConfig(checkpoint, device="cpu"))
-    await engine.start()
+    engine = await start_local(EngineConfig(checkpoint, device="cpu"))
     try:
         out = []
         for words in lists:

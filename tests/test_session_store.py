@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from service.engine import Engine, EngineConfig
-from service.errors import NotReady, SessionIncompatible, SessionNotFound
-from service.results import SessionStep
-from service.store import MemoryStore, SessionRecord, StoreConflict
+from service.engine.core import Engine, EngineConfig
+from service.engine.errors import NotReady, SessionIncompatible, SessionNotFound
+from service.engine.results import SessionStep
+from service.engine.store import MemoryStore, SessionRecord, StoreConflict
 from tests.conftest import make_checkpoint
+from tests.engine_harness import LocalEngine, start_local
 from tests.redisproc import REDIS_SERVER, RedisProcess, running_redis
 
 WORDS = "the company said it expects sales to rise sharply next year".split()
@@ -44,11 +45,10 @@ class Engines:
     """Start engines inside a scenario; all are stopped at the end."""
 
     def __init__(self) -> None:
-        self.started: list[Engine] = []
+        self.started: list[LocalEngine] = []
 
-    async def start(self, config: EngineConfig) -> Engine:
-        engine = Engine(config)
-        await engine.start()
+    async def start(self, config: EngineConfig) -> LocalEngine:
+        engine = await start_local(config)
         self.started.append(engine)
         return engine
 
@@ -73,7 +73,7 @@ def same_step(a: SessionStep, b: SessionStep) -> None:
     )
 
 
-async def reference_steps(engine: Engine, words: list[str]) -> list[SessionStep]:
+async def reference_steps(engine: LocalEngine, words: list[str]) -> list[SessionStep]:
     session = await engine.create_session("")
     return [await engine.feed(session.session_id, w) for w in words]
 

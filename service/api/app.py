@@ -1,8 +1,7 @@
-"""``create_app(settings)``: the FastAPI application and its lifespan."""
+"""``create_app(settings, engine_address)``: the FastAPI application of one API process."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import logging
@@ -10,87 +9,62 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from service.api import errors, routes_ops, routes_sessions, routes_text
+from service.api import errors, routes_ops, routes_sessions, routes_text, routes_ui
+from service.api.admission import Admission
 from service.api.drain import Drain
 from service.api.load_shedding import LoopLag
+from service.api.metrics import ApiMetrics
 from service.api.middleware import ServingMiddleware
+from service.api.openapi_text import OPENAPI_DESCRIPTION
 from service.api.stream import stream_endpoint
-from service.engine import Engine, EngineConfig
-from service.metrics import Metrics
+from service.engine.client import EngineClient
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def engine_config(settings: Settings) -> EngineConfig:
-    return EngineConfig(
-        model_path=settings.model_path,
-        device=settings.device,
-        max_batch_size=settings.max_batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        max_queue=settings.max_queue,
-        request_timeout_s=settings.request_timeout_s,
-        session_ttl_s=settings.session_ttl_s,
-        max_sessions=settings.max_sessions,
-        session_sweep_interval_s=settings.session_sweep_interval_s,
-        max_text_chars=settings.max_text_chars,
-        threads=settings.threads,
-        session_store=settings.session_store,
-        session_durability=settings.session_durability,
-        write_behind_interval_s=settings.write_behind_interval_s,
-        max_resident_sessions=settings.max_resident_sessions,
-    )
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
-    metrics = Metrics()
+def create_app(settings: Settings, engine_address: str) -> FastAPI:
+    """The API of one process; its lifespan connects to the engine at ``engine_address``
+    (the supervisor starts the engine first, so the app is ready once connected)."""
+    metrics = ApiMetrics()
+    engine = EngineClient(engine_address, settings.request_timeout_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = Engine(engine_config(settings), metrics)
-        app.state.engine = engine
-        app.state.loop_lag.start()
-        app.state.load_error = None
+        await engine.connect()
         app.state.drain.flush = engine.flush_sessions
-        # Load in the background so /healthz answers (and /readyz says why) meanwhile.
-        loading = asyncio.create_task(_start(app, engine))
+        app.state.loop_lag.start()
         try:
             yield
         finally:
-            loading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loading
-            await engine.stop()
             await app.state.loop_lag.stop()
+            await engine.close()
 
     app = FastAPI(
         title="lstm-serve",
         summary="Batched, stateful serving of recurrent (LSTM) language models",
         version="0.1.0",
+        description=OPENAPI_DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
         lifespan=lifespan,
         **_no_native_telemetry(),
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.engine = engine
     app.state.drain = Drain()
     app.state.loop_lag = LoopLag(
         settings.shed_loop_lag_ms / 1000, metrics.loop_lag, metrics.loop_lag_samples
     )
-    app.state.engine = Engine(engine_config(settings), metrics)  # replaced by the lifespan
-    app.state.load_error = None
+    app.state.admission = Admission(settings, app.state.drain, app.state.loop_lag, engine)
     errors.install(app)
     app.include_router(routes_ops.router)
     app.include_router(routes_text.router)
     app.include_router(routes_sessions.router)
+    routes_ui.install(app)
     app.add_api_websocket_route("/v1/stream", stream_endpoint, name="stream")
-    app.add_middleware(
-        ServingMiddleware,
-        metrics=metrics,
-        drain=app.state.drain,
-        max_body_bytes=settings.max_body_bytes,
-        loop_lag=app.state.loop_lag,
-    )
+    app.add_middleware(ServingMiddleware, metrics=metrics, drain=app.state.drain)
     return app
 
 
@@ -100,13 +74,3 @@ def _no_native_telemetry() -> dict[str, object]:
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters:
         return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
     return {}
-
-
-async def _start(app: FastAPI, engine: Engine) -> None:
-    try:
-        await engine.start()
-    except asyncio.CancelledError:
-        raise
-    except Exception as error:  # reported by /readyz; the process stays up to say why
-        log.exception("model failed to load")
-        app.state.load_error = str(error)

@@ -5,22 +5,43 @@ All dependencies are ``async def``: a plain ``def`` would cost a thread-pool hop
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
 
-from service.engine import Engine
-from service.errors import NotReady
+from fastapi import Depends, Request
+
+from service.api.admission import Admission
+from service.engine.client import EngineClient, Overloaded
 from service.settings import Settings
 
 
-async def ready_engine(request: Request) -> Engine:
-    """The engine, or ``not_ready`` while it loads, drains or after its worker died."""
-    engine: Engine = request.app.state.engine
-    if request.app.state.drain.draining:
-        raise NotReady("server is draining")
-    if not engine.ready:
-        raise NotReady(engine.health()[1])
-    return engine
+async def admitted(request: Request) -> str | None:
+    """Admission for every /v1 HTTP route: auth first, then drain and readiness, then (for
+    work requests) load shedding. Returns the caller's owner id (None: auth off)."""
+    admission: Admission = request.app.state.admission
+    owner = admission.authenticate(request)
+    admission.check_open()
+    if request.method == "POST":
+        try:
+            admission.check_load()
+        except Overloaded:
+            request.app.state.metrics.shed.inc()
+            raise
+    return owner
+
+
+async def engine_of(request: Request) -> EngineClient:
+    return request.app.state.engine
+
+
+async def admission_of(request: Request) -> Admission:
+    return request.app.state.admission
 
 
 async def settings_of(request: Request) -> Settings:
     return request.app.state.settings
+
+
+Owner = Annotated[str | None, Depends(admitted)]
+EngineDep = Annotated[EngineClient, Depends(engine_of)]
+AdmissionDep = Annotated[Admission, Depends(admission_of)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]

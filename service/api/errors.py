@@ -1,5 +1,6 @@
-"""The one table from typed errors to HTTP status, and handlers that give every error —
-FastAPI's own 404/405/422 and malformed JSON included — the contract's one shape."""
+"""The one table from typed errors to HTTP status and WebSocket error messages, and
+handlers that give every error — FastAPI's own 404/405/422 and malformed JSON included —
+the contract's one shape."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service import errors
 from service.api.schemas import ErrorResponse
+from service.engine.client import errors
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,30 @@ _FRAMEWORK_CODES = {
 }
 
 
+def _kind(error: errors.ServeError) -> type[errors.ServeError] | None:
+    """The table's entry for ``error``: its class or the nearest base the table knows."""
+    for kind in type(error).__mro__:
+        if kind in STATUS:
+            return kind  # type: ignore[return-value]
+    return None
+
+
 def status_of(error: errors.ServeError) -> int:
-    return STATUS.get(type(error), 500)
+    kind = _kind(error)
+    return 500 if kind is None else STATUS[kind]
+
+
+def ws_error(error: errors.ServeError, message_id: Any = None) -> dict[str, Any]:
+    """The WebSocket ``error`` message for ``error`` (unknown kinds: ``internal``)."""
+    known = _kind(error) is not None
+    out: dict[str, Any] = {
+        "type": "error",
+        "code": error.code if known else "internal",
+        "message": error.message if known else "internal error",
+    }
+    if message_id is not None:
+        out["id"] = message_id
+    return out
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -50,18 +74,37 @@ def error_response(error: errors.ServeError, request: Request | None = None) -> 
         headers["Retry-After"] = str(error.retry_after_s)
     if isinstance(error, errors.Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
-    code = error.code if type(error) in STATUS else "internal"
-    message = error.message if type(error) in STATUS else "internal error"
-    details = error.details if type(error) in STATUS else None
+    if request is not None and getattr(request.state, "close_connection", False):
+        headers["Connection"] = "close"
+    known = _kind(error) is not None
+    code = error.code if known else "internal"
+    message = error.message if known else "internal error"
+    details = error.details if known else None
     return JSONResponse(error_body(code, message, details), status_of(error), headers=headers)
 
 
-def responses(*kinds: type[errors.ServeError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries for the errors a route can return."""
+def responses(
+    *kinds: type[errors.ServeError],
+    ok: type[BaseModel] | None = None,
+    ok_status: int = 200,
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries: the answer's model (``ok``) and the errors a route
+    can return."""
     out: dict[int | str, dict[str, Any]] = {}
+    if ok is not None:
+        out[ok_status] = {"model": ok, "description": "the answer"}
     for kind in (errors.InvalidRequest, *kinds):
         out[STATUS[kind]] = {"model": ErrorResponse, "description": kind.__doc__ or kind.code}
     return out
+
+
+def request_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI ``requestBody`` for a lean route that reads and validates its body itself
+    (so that admission, auth included, runs before the body is looked at)."""
+    schema = model.model_json_schema()
+    if "$defs" in schema:
+        raise ValueError(f"{model.__name__}: request bodies are flat models")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:

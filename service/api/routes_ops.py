@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from service import errors
-from service.api.auth import require_key
-from service.api.deps import ready_engine
+from service.api.deps import EngineDep, Owner
 from service.api.errors import responses
 from service.api.schemas import HealthResponse
-from service.engine import Engine
+from service.engine.client import errors
+from service.metrics_setup import render
 
 router = APIRouter(tags=["operations"])
 
@@ -25,44 +24,33 @@ async def healthz() -> HealthResponse:
 
 @router.get(
     "/readyz",
-    summary="Readiness: 200 once the model is loaded, warm and served",
+    summary="Readiness: 200 while the engine is loaded, serving and its session store up",
     responses={503: {"model": HealthResponse, "description": "not ready, with a reason"}},
 )
-async def readyz(request: Request) -> Any:
-    engine: Engine = request.app.state.engine
-    ready, reason = engine.health()
+async def readyz(request: Request, engine: EngineDep) -> Any:
+    ready, reason = await engine.health()
     if request.app.state.drain.draining:
         ready, reason = False, "draining"
-    load_error = request.app.state.load_error
-    if load_error:
-        ready, reason = False, f"model failed to load: {load_error}"
-    engine.metrics.ready.set(1 if ready else 0)
+    request.app.state.metrics.ready.set(1 if ready else 0)
     body = HealthResponse(
         status="ready" if ready else "not_ready", reason=None if ready else reason
     )
     return JSONResponse(body.model_dump(), status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus text format", response_class=Response)
-async def metrics(request: Request) -> Response:
-    engine: Engine = request.app.state.engine
-    m = engine.metrics
-    if engine.worker is not None:
-        m.queue_depth.set(engine.worker.queue_depth())
-    if engine.sessions is not None:
-        m.sessions_live.set(len(engine.sessions))
-    m.streams_open.set(len(request.app.state.drain.streams))
-    ready, _ = engine.health()
-    m.ready.set(1 if ready and not request.app.state.drain.draining else 0)
-    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+@router.get("/metrics", summary="Prometheus text format (every process)", response_class=Response)
+async def metrics(request: Request, engine: EngineDep) -> Response:
+    state = request.app.state
+    state.metrics.streams_open.set(len(state.drain.streams))
+    state.metrics.ready.set(1 if engine.alive and not state.drain.draining else 0)
+    return Response(render(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(
     "/v1/models",
     summary="The served model's card",
     tags=["models"],
-    dependencies=[Depends(require_key)],
     responses=responses(errors.Unauthorized, errors.NotReady),
 )
-async def models(engine: Annotated[Engine, Depends(ready_engine)]) -> dict[str, Any]:
+async def models(_: Owner, engine: EngineDep) -> dict[str, Any]:
     return engine.model_card()

@@ -1,21 +1,12 @@
-"""Session routes: the server keeps each session's (h, c); clients send only new words."""
+"""Session routes: the engine keeps each session's (h, c); clients send only new words."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request, Response
 
-from fastapi import APIRouter, Depends, Response
-
-from service import errors
-from service.api.auth import require_key
-from service.api.convert import (
-    check_k,
-    json_response,
-    prediction_items,
-    session_info,
-)
-from service.api.deps import ready_engine, settings_of
-from service.api.errors import responses
+from service.api.convert import info_payload, json_response, step_payload
+from service.api.deps import AdmissionDep, EngineDep, Owner
+from service.api.errors import request_body, responses
 from service.api.schemas import (
     CreateSessionRequest,
     FeedRequest,
@@ -23,69 +14,61 @@ from service.api.schemas import (
     SessionInfoResponse,
     SessionStepResponse,
 )
-from service.api.shortcuts import feed_payload
-from service.engine import Engine
-from service.settings import Settings
+from service.engine.client import errors
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
-EngineDep = Annotated[Engine, Depends(ready_engine)]
-Owner = Annotated[str | None, Depends(require_key)]
-SettingsDep = Annotated[Settings, Depends(settings_of)]
 _COMMON = (errors.Unauthorized, errors.NotReady, errors.Timeout, errors.Overloaded)
+_KNOWN = (*_COMMON, errors.SessionNotFound, errors.SessionIncompatible)
 
 
 @router.post(
     "",
     status_code=201,
     summary="Create a session, optionally with a prefix",
-    responses=responses(*_COMMON, errors.PayloadTooLarge),
+    responses=responses(*_COMMON, errors.PayloadTooLarge, ok=SessionStepResponse, ok_status=201),
+    openapi_extra=request_body(CreateSessionRequest),
 )
 async def create_session(
-    body: CreateSessionRequest, engine: EngineDep, owner: Owner, settings: SettingsDep
-) -> SessionStepResponse:
-    step = await engine.create_session(
-        body.text, check_k(body.k, settings), owner, body.exclude_special
-    )
-    return SessionStepResponse(
-        session_id=step.session_id,
-        position=step.position,
-        tokens=step.tokens,
-        predictions=prediction_items(step.predictions),
-    )
+    request: Request, owner: Owner, engine: EngineDep, admission: AdmissionDep
+) -> Response:
+    body = await admission.read(request, CreateSessionRequest)
+    k = admission.k(body.k)
+    step = await engine.create_session(admission.text(body.text), k, owner, body.exclude_special)
+    return json_response(step_payload(step, with_logprob=False), 201)
 
 
 @router.get(
     "/{session_id}",
     summary="A session's position and timestamps",
-    responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible),
+    responses=responses(*_KNOWN, ok=SessionInfoResponse),
 )
-async def get_session(session_id: str, engine: EngineDep, owner: Owner) -> SessionInfoResponse:
-    return session_info(await engine.describe_session(session_id, owner))
+async def get_session(session_id: str, owner: Owner, engine: EngineDep) -> Response:
+    return json_response(info_payload(await engine.describe_session(session_id, owner)))
 
 
 @router.post(
     "/{session_id}/feed",
     summary="Feed new words; get their log-prob and predictions",
-    response_model=FeedResponse,
-    responses=responses(
-        *_COMMON, errors.SessionNotFound, errors.SessionIncompatible, errors.PayloadTooLarge
-    ),
+    responses=responses(*_KNOWN, errors.PayloadTooLarge, ok=FeedResponse),
+    openapi_extra=request_body(FeedRequest),
 )
 async def feed(
-    session_id: str, body: FeedRequest, engine: EngineDep, owner: Owner, settings: SettingsDep
+    session_id: str, request: Request, owner: Owner, engine: EngineDep, admission: AdmissionDep
 ) -> Response:
-    """Valid requests are usually answered by ``service.api.shortcuts`` before this."""
-    k = check_k(body.k, settings)
-    return json_response(await feed_payload(engine, session_id, body, k, owner))
+    body = await admission.read(request, FeedRequest)
+    k = admission.k(body.k)
+    text = admission.text(body.text)
+    step = await engine.feed(session_id, text, k, owner, body.exclude_special)
+    return json_response(step_payload(step, with_logprob=True))
 
 
 @router.post(
     "/{session_id}/reset",
     summary="Back to the sentence start, position 0",
-    responses=responses(*_COMMON, errors.SessionNotFound, errors.SessionIncompatible),
+    responses=responses(*_KNOWN, ok=SessionInfoResponse),
 )
-async def reset(session_id: str, engine: EngineDep, owner: Owner) -> SessionInfoResponse:
-    return session_info(await engine.reset_session(session_id, owner))
+async def reset(session_id: str, owner: Owner, engine: EngineDep) -> Response:
+    return json_response(info_payload(await engine.reset_session(session_id, owner)))
 
 
 @router.delete(
@@ -94,6 +77,6 @@ async def reset(session_id: str, engine: EngineDep, owner: Owner) -> SessionInfo
     summary="Delete a session",
     responses=responses(*_COMMON, errors.SessionNotFound),
 )
-async def delete(session_id: str, engine: EngineDep, owner: Owner) -> Response:
+async def delete(session_id: str, owner: Owner, engine: EngineDep) -> Response:
     await engine.remove_session(session_id, owner)
     return Response(status_code=204)

@@ -1,20 +1,22 @@
-"""Stateless routes: predict, score, generate (JSON or Server-Sent Events)."""
+"""Stateless routes: predict, score, generate (JSON or Server-Sent Events).
+
+Each route is lean: admission (auth before the body), the body bytes validated by the
+request's pydantic model, one engine call, orjson bytes back.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+import orjson
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from service import errors
-from service.api.auth import require_key
-from service.api.convert import check_k, generation_request, json_response
-from service.api.deps import ready_engine, settings_of
-from service.api.errors import error_body, responses
+from service.api.convert import generation_request, json_response, predict_payload, score_payload
+from service.api.deps import AdmissionDep, EngineDep, Owner
+from service.api.errors import error_body, request_body, responses
 from service.api.schemas import (
     GenerateRequest,
     GenerateResponse,
@@ -23,14 +25,9 @@ from service.api.schemas import (
     ScoreRequest,
     ScoreResponse,
 )
-from service.api.shortcuts import predict_payload
-from service.engine import Engine
-from service.generation import GenerationStream
-from service.settings import Settings
+from service.engine.client import Generation, errors
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["text"])
-EngineDep = Annotated[Engine, Depends(ready_engine)]
-SettingsDep = Annotated[Settings, Depends(settings_of)]
+router = APIRouter(prefix="/v1", tags=["text"])
 _COMMON = (
     errors.Unauthorized,
     errors.PayloadTooLarge,
@@ -43,46 +40,49 @@ _COMMON = (
 @router.post(
     "/predict",
     summary="Next-word predictions after a text",
-    response_model=PredictResponse,
-    responses=responses(*_COMMON),
+    responses=responses(*_COMMON, ok=PredictResponse),
+    openapi_extra=request_body(PredictRequest),
 )
-async def predict(body: PredictRequest, engine: EngineDep, settings: SettingsDep) -> Response:
-    """Valid requests are usually answered by ``service.api.shortcuts`` before this."""
-    return json_response(await predict_payload(engine, body, check_k(body.k, settings)))
+async def predict(
+    request: Request, _: Owner, engine: EngineDep, admission: AdmissionDep
+) -> Response:
+    body = await admission.read(request, PredictRequest)
+    k = admission.k(body.k)
+    result = await engine.predict(admission.text(body.text), k, body.exclude_special)
+    return json_response(predict_payload(engine.model_id, result))
 
 
 @router.post(
     "/score",
     summary="Per-token log-probabilities and perplexity of a text",
-    response_model=ScoreResponse,
-    responses=responses(*_COMMON),
+    responses=responses(*_COMMON, ok=ScoreResponse),
+    openapi_extra=request_body(ScoreRequest),
 )
-async def score(body: ScoreRequest, engine: EngineDep) -> Response:
-    result = await engine.score(body.text)
-    return json_response(
-        {
-            "model": engine.model_id,
-            "tokens": result.tokens,
-            "token_logprobs": result.token_logprobs,
-            "logprob": result.logprob,
-            "perplexity": result.perplexity,
-        }
-    )
+async def score(request: Request, _: Owner, engine: EngineDep, admission: AdmissionDep) -> Response:
+    body = await admission.read(request, ScoreRequest)
+    result = await engine.score(admission.text(body.text))
+    return json_response(score_payload(engine.model_id, result))
 
 
 @router.post(
     "/generate",
     summary="Generate words after a prompt (JSON, or SSE with stream: true)",
     responses={
-        **responses(*_COMMON),
+        **responses(*_COMMON, ok=GenerateResponse),
         200: {
+            "model": GenerateResponse,
             "content": {"text/event-stream": {}},
             "description": "JSON, or Server-Sent Events when stream is true",
         },
     },
+    openapi_extra=request_body(GenerateRequest),
 )
-async def generate(body: GenerateRequest, engine: EngineDep, settings: SettingsDep) -> Any:
-    stream = await engine.generate(body.text, generation_request(body, settings))
+async def generate(
+    request: Request, _: Owner, engine: EngineDep, admission: AdmissionDep
+) -> Response:
+    body = await admission.read(request, GenerateRequest)
+    params = generation_request(body, admission)
+    stream = await engine.generate(admission.text(body.text), params)
     if body.stream:
         return StreamingResponse(
             _sse(stream, engine.model_id),
@@ -90,19 +90,22 @@ async def generate(body: GenerateRequest, engine: EngineDep, settings: SettingsD
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     try:
-        words = await asyncio.wait_for(stream.collect(), settings.request_timeout_s)
+        words = await asyncio.wait_for(stream.collect(), admission.settings.request_timeout_s)
     except TimeoutError:
         raise errors.Timeout("generation did not finish within its deadline") from None
-    return GenerateResponse(
-        model=engine.model_id,
-        prompt_tokens=stream.prompt_tokens,
-        tokens=[w.word for w in words],
-        text=stream.text,
-        finish_reason=stream.finish_reason.value,
-    )  # type: ignore[union-attr,arg-type]
+    assert stream.finish_reason is not None
+    return json_response(
+        {
+            "model": engine.model_id,
+            "prompt_tokens": stream.prompt_tokens,
+            "tokens": [w.word for w in words],
+            "text": stream.text,
+            "finish_reason": stream.finish_reason.value,
+        }
+    )
 
 
-async def _sse(stream: GenerationStream, model_id: str) -> AsyncIterator[str]:
+async def _sse(stream: Generation, model_id: str) -> AsyncIterator[bytes]:
     """One event per word, then a final one; an error mid-stream becomes an error event."""
     try:
         async for word in stream:
@@ -110,9 +113,10 @@ async def _sse(stream: GenerationStream, model_id: str) -> AsyncIterator[str]:
     except errors.ServeError as error:
         yield _event(error_body(error.code, error.message))
         return
+    assert stream.finish_reason is not None
     yield _event(
         {
-            "finish_reason": stream.finish_reason.value,  # type: ignore[union-attr]
+            "finish_reason": stream.finish_reason.value,
             "model": model_id,
             "prompt_tokens": stream.prompt_tokens,
             "tokens": stream.words,
@@ -121,5 +125,8 @@ async def _sse(stream: GenerationStream, model_id: str) -> AsyncIterator[str]:
     )
 
 
-def _event(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n"
+def _event(data: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+__all__ = ["GenerateResponse", "router"]

@@ -1,10 +1,14 @@
-"""``WS /v1/stream``: per-session stateful streaming (the protocol of ../shared/API.md).
+"""``WS /v1/stream``: per-session stateful streaming (the protocol of docs/API.md).
 
-The receive loop answers feeds, resets and closes itself, one after another, so answers
-keep the messages' order without a task hand-off per message. A ``generate`` runs in a
-task instead, so that the loop can still read a ``cancel``; messages that arrive during
-it wait in a bounded queue that the task drains in order before it ends (a client that
-floods stops being read).
+The session lives in the engine, which lets one stream at a time attach to it, so a
+stream may land on any API process. The receive loop answers feeds, resets and closes
+itself, one after another, so answers keep the messages' order without a task hand-off
+per message. A ``generate`` runs in a task instead, so that the loop can still read a
+``cancel``; messages that arrive during it wait in a bounded queue that the task drains
+in order before it ends (a client that floods stops being read).
+
+Frames: text frames carry JSON messages; a binary frame is answered with an
+``invalid_request`` error and the stream stays open. The size limit counts UTF-8 bytes.
 """
 
 from __future__ import annotations
@@ -20,75 +24,74 @@ import orjson
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import TypeAdapter, ValidationError
 
-from service.api.auth import authenticate
-from service.api.convert import check_k, generation_request, prediction_dicts
+from service.api.admission import Admission, invalid
+from service.api.convert import generation_request, prediction_dicts
+from service.api.errors import ws_error
+from service.api.metrics import ApiMetrics
 from service.api.schemas import WsCancel, WsClose, WsFeed, WsGenerate, WsMessage, WsReset
-from service.engine import Engine
-from service.errors import InvalidRequest, NotReady, PayloadTooLarge, ServeError
-from service.generation import GenerationStream
-from service.sessions import Session
-from service.settings import Settings
+from service.engine.client import (
+    EngineClient,
+    Generation,
+    InvalidRequest,
+    PayloadTooLarge,
+    ServeError,
+)
 
 log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008
 _messages: TypeAdapter[Any] = TypeAdapter(WsMessage)
 _PENDING_MESSAGES = 64
-
-
-def _error(error: ServeError, message_id: Any = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "error", "code": error.code, "message": error.message}
-    if message_id is not None:
-        out["id"] = message_id
-    return out
+MAX_SESSION_ID_CHARS = 256
 
 
 async def stream_endpoint(websocket: WebSocket) -> None:
     app = websocket.app
     await websocket.accept()
     try:
-        session, engine = await _open(websocket, app.state.engine, app.state.drain.draining)
+        session_id, position = await _open(websocket, app.state.admission, app.state.engine)
     except ServeError as error:
-        app.state.engine.metrics.errors.labels(error.code).inc()
+        app.state.metrics.errors.labels(error.code).inc()
         with contextlib.suppress(Exception):
-            await websocket.send_json(_error(error))
+            await websocket.send_text(orjson.dumps(ws_error(error)).decode())
             await websocket.close(POLICY_VIOLATION, error.code)
         return
-    connection = StreamConnection(websocket, engine, session, app.state.settings)
+    connection = StreamConnection(websocket, app.state, session_id, position)
     app.state.drain.streams.add(websocket)
     try:
         await connection.serve()
     finally:
         app.state.drain.streams.discard(websocket)
-        engine.sessions.detach(session)  # type: ignore[union-attr]
+        await app.state.engine.detach_stream(session_id)
 
 
-async def _open(websocket: WebSocket, engine: Engine, draining: bool) -> tuple[Session, Engine]:
-    owner = authenticate(websocket, allow_query_token=True)
-    if draining or not engine.ready:
-        raise NotReady("server is draining" if draining else engine.health()[1])
+async def _open(
+    websocket: WebSocket, admission: Admission, engine: EngineClient
+) -> tuple[str, int]:
+    """Admission, then claim the session in the engine (a new one without ``session_id``)."""
+    owner = admission.authenticate(websocket, allow_query_token=True)
+    admission.check_open()
     session_id = websocket.query_params.get("session_id")
-    if session_id is None:
-        created = await engine.create_session("", 0, owner)
-        session_id = created.session_id
-    session = await engine.open_session(session_id, owner, verify=True)  # or from the store
-    if session.deleted:  # left the state pool between its lookup and now: load it again
-        session = await engine.open_session(session_id, owner)
-    engine.sessions.attach(session)  # type: ignore[union-attr]
-    return session, engine
+    if session_id is not None and len(session_id) > MAX_SESSION_ID_CHARS:
+        raise InvalidRequest(f"session_id: at most {MAX_SESSION_ID_CHARS} characters")
+    info = await engine.attach_stream(session_id, owner)
+    websocket.state.owner = owner
+    return info.session_id, info.position
 
 
 class StreamConnection:
     """One attached stream: the receive loop plus the ordered message task."""
 
-    def __init__(
-        self, websocket: WebSocket, engine: Engine, session: Session, settings: Settings
-    ) -> None:
+    def __init__(self, websocket: WebSocket, state: Any, session_id: str, position: int) -> None:
         self.ws = websocket
-        self.engine = engine
-        self.session = session
-        self.settings = settings
+        self.engine: EngineClient = state.engine
+        self.admission: Admission = state.admission
+        self.metrics: ApiMetrics = state.metrics
+        self.session_id = session_id
+        self.owner: str | None = websocket.state.owner
+        self.position = position
+        self.max_bytes = state.settings.max_ws_message_bytes
         self.pending: asyncio.Queue[Any] = asyncio.Queue(_PENDING_MESSAGES)
-        self.generation: GenerationStream | None = None
+        self.generation: Generation | None = None
         self.worker: asyncio.Task[None] | None = None  # while a generate runs
         self.closed = False
 
@@ -97,11 +100,11 @@ class StreamConnection:
         try:
             await self._receive_loop()  # returns after a close message
             if self.worker is not None:
-                await asyncio.wait_for(self.worker, self.settings.request_timeout_s)
+                await asyncio.wait_for(self.worker, self.admission.settings.request_timeout_s)
         except WebSocketDisconnect:
             pass
         except Exception:
-            log.exception("stream %s failed", self.session.id[:8])
+            log.exception("stream %s failed", self.session_id[:8])
             with contextlib.suppress(Exception):
                 await self.ws.close(1011)
         finally:
@@ -115,8 +118,10 @@ class StreamConnection:
 
     async def _receive_loop(self) -> None:
         while not self.closed:
-            raw = await self.ws.receive_text()
-            message = self._parse(raw)
+            frame = await self.ws.receive()
+            if frame["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(frame.get("code", 1000))
+            message = self._parse(frame)
             if isinstance(message, WsCancel):
                 if self.generation is not None:
                     self.generation.cancel()
@@ -130,11 +135,14 @@ class StreamConnection:
             if isinstance(message, WsClose):
                 return
 
-    def _parse(self, raw: str) -> Any:
+    def _parse(self, frame: dict[str, Any]) -> Any:
         message_id = None
         try:
-            if len(raw) > self.settings.max_ws_message_bytes:
-                raise PayloadTooLarge(f"message over {self.settings.max_ws_message_bytes} bytes")
+            raw = frame.get("text")
+            if raw is None:
+                raise InvalidRequest("binary frames are not read: send JSON as a text frame")
+            if len(raw) * 4 > self.max_bytes and len(raw.encode()) > self.max_bytes:
+                raise PayloadTooLarge(f"message over {self.max_bytes} bytes")
             data = orjson.loads(raw)
             if isinstance(data, dict):
                 message_id = data.get("id")
@@ -142,13 +150,12 @@ class StreamConnection:
         except orjson.JSONDecodeError as error:
             failure: ServeError = InvalidRequest(f"not JSON: {error.msg}")
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "message"
-            failure = InvalidRequest(f"{where}: {first['msg']}")
+            failure = invalid(error)
+            failure.message = failure.message.replace("body: ", "message: ")
         except ServeError as error:
             failure = error
-        self.engine.metrics.errors.labels(failure.code).inc()
-        return _Reply(_error(failure, message_id if _is_scalar(message_id) else None))
+        self.metrics.errors.labels(failure.code).inc()
+        return _Reply(ws_error(failure, message_id if _is_scalar(message_id) else None))
 
     async def _process(self, message: Any) -> None:
         """Answer ``message`` (a generate), then whatever queued behind it, in order."""
@@ -165,69 +172,70 @@ class StreamConnection:
         try:
             await self._handle(message)
         except ServeError as error:
-            self.engine.metrics.errors.labels(error.code).inc()
-            await self._send(_error(error, message.id))
+            self.metrics.errors.labels(error.code).inc()
+            await self._send(ws_error(error, message.id))
 
     async def _handle(self, message: Any) -> None:
         if isinstance(message, WsFeed):
-            step = await self.engine.feed(
-                self.session.id,
-                message.text,
-                check_k(message.k, self.settings),
-                self.session.owner,
-                message.exclude_special,
-            )
-            await self._send(
-                {
-                    "type": "predictions",
-                    "position": step.position,
-                    "tokens": step.tokens,
-                    "logprob": step.logprob,
-                    "predictions": prediction_dicts(step.predictions),
-                },
-                message.id,
-            )
+            await self._feed(message)
         elif isinstance(message, WsGenerate):
             await self._generate(message)
         elif isinstance(message, WsReset):
-            info = await self.engine.reset_session(self.session.id, self.session.owner)
-            await self._send_ready(message.id, info.position)
+            info = await self.engine.reset_session(self.session_id, self.owner)
+            self.position = info.position
+            await self._send_ready(message.id)
         elif isinstance(message, WsClose):
             self.closed = True
-            await self.engine.remove_session(self.session.id, self.session.owner)
+            await self.engine.remove_session(self.session_id, self.owner)
             with contextlib.suppress(Exception):
                 await self.ws.close(1000)
 
+    async def _feed(self, message: WsFeed) -> None:
+        text = self.admission.text(message.text)
+        k = self.admission.k(message.k)
+        step = await self.engine.feed(self.session_id, text, k, self.owner, message.exclude_special)
+        self.position = step.position
+        await self._send(
+            {
+                "type": "predictions",
+                "position": step.position,
+                "tokens": step.tokens,
+                "logprob": step.logprob,
+                "predictions": prediction_dicts(step.predictions),
+            },
+            message.id,
+        )
+
     async def _generate(self, message: WsGenerate) -> None:
-        request = generation_request(message, self.settings)
-        # Reloads the state in place if a failed save left it stale.
-        await self.engine.open_session(self.session.id, self.session.owner)
-        self.generation = self.engine.generate_in_session(self.session, request)
+        request = generation_request(message, self.admission)
+        self.generation = await self.engine.generate_in_session(
+            self.session_id, self.owner, request
+        )
         try:
             async for word in self.generation:
                 await self._send(
                     {"type": "token", "word": word.word, "position": word.position}, message.id
                 )
-            reason = self.generation.finish_reason
-            await self.engine.persist_session(self.session)  # stored before "done"
+            assert self.generation.finish_reason is not None
+            self.position = self.generation.position or self.position
             await self._send(
                 {
                     "type": "done",
-                    "finish_reason": reason.value,  # type: ignore[union-attr]
+                    "finish_reason": self.generation.finish_reason.value,
                     "text": self.generation.text,
-                    "position": self.session.position,
+                    "position": self.position,
                 },
                 message.id,
             )
         finally:
             self.generation = None
 
-    async def _send_ready(self, message_id: Any, position: int | None = None) -> None:
+    async def _send_ready(self, message_id: Any) -> None:
         await self._send(
             {
                 "type": "ready",
-                "session_id": self.session.id,
-                "position": self.session.position if position is None else position,
+                "session_id": self.session_id,
+                "position": self.position,
                 "model": self.engine.model_id,
             },
             message_id,

@@ -1,0 +1,275 @@
+"""The engine: model, state pool, sessions and the inference worker. Knows no HTTP.
+
+It speaks in word ids: callers (the engine server on behalf of API processes, benchmarks,
+tests) normalise text themselves. Every call queues one work item and awaits it under the
+request deadline; torch runs only on the worker's thread. Session calls live in
+``SessionOps`` (``engine.session_ops``). Configured only by the ``EngineConfig`` it is
+handed: no settings module, no environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import Checkpoint, load
+from service.engine.durable import Durability, DurableSessions
+from service.engine.errors import NotReady, ServeError
+from service.engine.generation import GenerationStream
+from service.engine.metrics import EngineMetrics
+from service.engine.runner import ModelRunner, Row
+from service.engine.session_ops import SessionOps
+from service.engine.sessions import SessionRegistry
+from service.engine.state_pool import StatePool
+from service.engine.store import open_store
+from service.engine.submit import GenerationRequest, Submitter
+from service.engine.work import WorkKind
+from service.engine.worker import InferenceWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model_path: Path
+    device: str = "auto"
+    max_batch_size: int = 256
+    max_batch_tokens: int = 8192
+    max_queue: int = 1024
+    request_timeout_s: float = 30.0
+    session_ttl_s: float = 3600.0
+    max_sessions: int = 100_000
+    session_sweep_interval_s: float = 5.0
+    initial_pool_slots: int = 1024
+    threads: int = 0  # torch CPU threads; 0 = torch's own default
+    session_store: str = "memory"  # or redis://host:port/db
+    session_durability: Durability = "sync"
+    write_behind_interval_s: float = 0.05
+    max_resident_sessions: int = 0  # 0: no tiering (every live session keeps its slot)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda asked for but no CUDA device is available")
+    return torch.device(name)
+
+
+class Engine:
+    """Owns the checkpoint, the state pool, the sessions and the inference worker."""
+
+    def __init__(self, config: EngineConfig, metrics: EngineMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or EngineMetrics()
+        self.checkpoint: Checkpoint | None = None
+        self.runner: ModelRunner | None = None
+        self.sessions: SessionRegistry | None = None
+        self.durable: DurableSessions | None = None
+        self.session_ops: SessionOps | None = None
+        self.device: torch.device | None = None
+        self.submitter = Submitter(config.request_timeout_s)
+
+    # ---- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load, warm up and start the worker; ``ready`` turns true only after."""
+        self.device = pick_device(self.config.device)
+        if self.config.threads > 0:
+            torch.set_num_threads(self.config.threads)
+        self.checkpoint = await asyncio.to_thread(load, self.config.model_path, self.device)
+        self.runner = await asyncio.to_thread(
+            ModelRunner, self.checkpoint, self.device, self.config.initial_pool_slots
+        )
+        await asyncio.to_thread(self._warm_up)
+        self.sessions = SessionRegistry(
+            self.runner.pool, self.config.max_sessions, self.config.session_ttl_s
+        )
+        self.submitter.worker = InferenceWorker(
+            self.runner,
+            asyncio.get_running_loop(),
+            self.metrics,
+            self.config.max_batch_size,
+            self.config.max_batch_tokens,
+            self.config.max_queue,
+        )
+        self.submitter.worker.start()
+        await self._start_sessions()
+        self.submitter.accepting = True
+        self._publish_model_metrics()
+        log.info(
+            "engine ready: model %s on %s, %d torch thread(s)",
+            self.model_id,
+            self.device,
+            torch.get_num_threads(),
+        )
+
+    async def _start_sessions(self) -> None:
+        assert self.runner is not None and self.sessions is not None
+        pool, config = self.runner.pool, self.config
+        self.durable = DurableSessions(
+            open_store(config.session_store),
+            self.sessions,
+            self.metrics,
+            self._checkpoint().weights_sha256,
+            (pool.layers, pool.hidden),
+            lambda session, restore: self.ops().state_item(session, restore),
+            durability=config.session_durability,
+            write_behind_interval_s=config.write_behind_interval_s,
+            max_resident=config.max_resident_sessions,
+        )
+        await self.durable.store.ping()  # a wrong URL fails the start, not the first feed
+        self.durable.start()
+        self.session_ops = SessionOps(
+            self.sessions, self.durable, self.submitter, pool, self.metrics, config
+        )
+        self.session_ops.start()
+
+    def _publish_model_metrics(self) -> None:
+        self.metrics.queue_capacity.set(self.config.max_queue)
+        self.metrics.sessions_capacity.set(self.config.max_sessions)
+        self.metrics.model_info.labels(self.model_id, self.architecture, str(self.device)).set(1)
+
+    async def stop(self) -> None:
+        """Stop taking work, store every session state the store lacks, stop the worker."""
+        self.submitter.accepting = False
+        if self.session_ops is not None:
+            await self.session_ops.stop()
+        if self.durable is not None:
+            worker = self.submitter.worker
+            if worker is not None and worker.alive:
+                await self.durable.stop()  # flushes while the worker can still snapshot
+            else:
+                await self.durable.store.close()
+        if self.submitter.worker is not None:
+            await asyncio.to_thread(self.submitter.worker.stop)
+
+    def _warm_up(self) -> None:
+        assert self.runner is not None
+        slots = [self.runner.pool.allocate() for _ in range(4)]
+        for lengths in ([1], [1, 1, 1, 1], [12, 3, 1, 7]):
+            rows = [
+                Row(slots[i], [1] * n, reset=True, top_k=5, token_logprobs=True)
+                for i, n in enumerate(lengths)
+            ]
+            self.runner.step(rows)
+        for slot in slots:
+            self.runner.pool.release(slot)
+
+    @property
+    def worker(self) -> InferenceWorker | None:
+        return self.submitter.worker
+
+    @property
+    def ready(self) -> bool:
+        return self.health()[0]
+
+    def health(self) -> tuple[bool, str]:
+        """(ready, reason) for readiness probes."""
+        worker = self.submitter.worker
+        if worker is None:
+            return False, "model loading"
+        if not worker.alive:
+            return False, f"inference worker died: {worker.failure!r}"
+        if not self.submitter.accepting:
+            return False, "engine stopped"
+        if self.session_ops is not None and not self.session_ops.store_healthy:
+            return False, "session store unavailable"
+        return True, "ready"
+
+    @property
+    def model_id(self) -> str:
+        return self.checkpoint.model_id if self.checkpoint else ""
+
+    @property
+    def architecture(self) -> str:
+        return self.checkpoint.model.config.cell if self.checkpoint else ""
+
+    def model_card(self) -> dict[str, Any]:
+        checkpoint = self._checkpoint()
+        model, card = checkpoint.model, checkpoint.card
+        config = model.config
+        return {
+            "id": self.model_id,
+            "architecture": config.cell,
+            "cell": config.cell,
+            "layers": config.num_layers,
+            "hidden_size": config.hidden_size,
+            "embedding_size": config.embedding_size,
+            "vocab_size": config.vocab_size,
+            "parameters": model.parameter_count(),
+            "tied_weights": config.tied,
+            "training_data": card.get("data", {}).get("name"),
+            "normalizer": checkpoint.normalizer.kind,
+            "valid_perplexity": card.get("valid_perplexity"),
+            "test_perplexity": card.get("test_perplexity"),
+            "device": str(self.device),
+            "dtype": str(model.embedding.weight.dtype).split(".")[-1],
+            "weights_sha256": checkpoint.weights_sha256,
+        }
+
+    def text_rules(self) -> dict[str, Any]:
+        """What an API process needs to turn text into ids and back."""
+        checkpoint = self._checkpoint()
+        return {
+            "vocabulary": checkpoint.vocabulary.words,
+            "normalizer": checkpoint.normalizer.to_config(),
+        }
+
+    # ---- stateless -------------------------------------------------------------------
+    async def predict(self, ids: list[int], top_k: int) -> list[tuple[int, float]]:
+        """The ``top_k`` next words after the sentence start + ``ids``: (id, log-prob)."""
+        pool = self._pool_checked()
+        slot = pool.allocate()
+        item = self.submitter.item(WorkKind.PREDICT, slot, ids, reset=True, top_k=top_k)
+        item.on_finish = lambda _: pool.release(slot)
+        return (await self.submitter.run(item)).top
+
+    async def score(self, ids: list[int]) -> list[float]:
+        """The log-prob of each of ``ids`` after the sentence start and the ones before."""
+        pool = self._pool_checked()
+        slot = pool.allocate()
+        item = self.submitter.item(WorkKind.SCORE, slot, ids, reset=True, token_logprobs=True)
+        item.on_finish = lambda _: pool.release(slot)
+        return (await self.submitter.run(item)).token_logprobs
+
+    def generate(self, ids: list[int], request: GenerationRequest) -> GenerationStream:
+        """Start a stateless generation from the sentence start + ``ids``."""
+        pool = self._pool_checked()
+        slot = pool.allocate()
+        stream = GenerationStream(self.submitter.cancel)
+        stream.on_done(lambda: pool.release(slot))
+        try:
+            self.submitter.start_generation(stream, slot, ids, request, reset=True, session=None)
+        except ServeError:
+            pool.release(slot)
+            raise
+        return stream
+
+    # ---- plumbing --------------------------------------------------------------------
+    def _pool_checked(self) -> StatePool:
+        self.submitter.accepting_worker()  # not_ready before a slot is taken
+        assert self.runner is not None
+        return self.runner.pool
+
+    def _checkpoint(self) -> Checkpoint:
+        if self.checkpoint is None:
+            raise NotReady("model not loaded yet")
+        return self.checkpoint
+
+    def ops(self) -> SessionOps:
+        if self.session_ops is None:
+            raise NotReady("model not loaded yet")
+        return self.session_ops
+
+    async def flush_sessions(self) -> None:
+        """Store every session state the store lacks (drain hand-off)."""
+        if self.durable is not None:
+            await self.durable.flush()
+
+
+__all__ = ["Engine", "EngineConfig", "GenerationRequest", "pick_device"]

@@ -1,0 +1,359 @@
+"""Sessions that survive: the glue between the session registry and a ``SessionStore``.
+
+- **Durability.** After a feed (or reset, or a session generation) the worker hands back
+  the slot's new (h, c) as bytes; in ``sync`` mode the feed is answered only after
+  ``store.save`` returned, so an acknowledged feed is never lost. In ``write-behind`` mode
+  the record is queued and a flusher writes the newest record of every session each
+  ``write_behind_interval_s``: a crash loses at most that much acknowledged work.
+- **Resume anywhere.** A session id unknown here is loaded from the store, checked
+  (model checksum, state shape) and written into a fresh slot by the worker.
+- **Never silently wrong.** A failed save marks the local copy ``stale`` (its slot may hold
+  a state the client was never told about) and the next use reloads it from the store; a
+  save over a newer state (the session moved to another replica) is refused by the store's
+  compare-and-set and retried from the stored state.
+- **Tiering.** Past ``max_resident_sessions``, the least recently used idle sessions leave
+  the state pool (stored first if the store lacks their newest state) and come back on use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from service.engine.errors import NotReady, SessionIncompatible, SessionNotFound
+from service.engine.metrics import EngineMetrics
+from service.engine.runner import RowResult
+from service.engine.sessions import Session, SessionRegistry
+from service.engine.store import SessionRecord, SessionStore, StoreConflict, StoreUnavailable
+
+log = logging.getLogger(__name__)
+Durability = Literal["sync", "write-behind"]
+# (session, restore bytes or None for a snapshot) -> the worker's RowResult and the
+# session's (version, position, epoch) when the worker ran it.
+StateItem = Callable[[Session, "tuple[bytes, bytes] | None"], Awaitable["tuple[RowResult, Change]"]]
+
+
+class SessionMoved(Exception):
+    """The store holds a newer state than this replica's copy: reload and redo."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """A state change seen on the event loop, in order: what to store with its bytes."""
+
+    version: int
+    position: int
+    epoch: int
+
+
+class DurableSessions:
+    def __init__(
+        self,
+        store: SessionStore,
+        registry: SessionRegistry,
+        metrics: EngineMetrics,
+        model_sha256: str,
+        shape: tuple[int, int],
+        run_state_item: StateItem,
+        *,
+        durability: Durability = "sync",
+        write_behind_interval_s: float = 0.05,
+        max_resident: int = 0,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.metrics = metrics
+        self.model_sha256 = model_sha256
+        self.shape = shape
+        self.run_state_item = run_state_item
+        self.durability = durability
+        self.write_behind_interval_s = write_behind_interval_s
+        self.max_resident = max_resident
+        self._pending: dict[str, tuple[Session, SessionRecord, int]] = {}  # id -> + epoch
+        self._loading: dict[str, asyncio.Task[Session]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def persistent(self) -> bool:
+        """Worth storing every change (the store outlives this process)."""
+        return self.store.persistent
+
+    @property
+    def resumable(self) -> bool:
+        """Sessions may be reloaded from the store (persistent, or tiering is on)."""
+        return self.persistent or self.max_resident > 0
+
+    def start(self) -> None:
+        if self.persistent and self.durability == "write-behind":
+            self._flusher = asyncio.create_task(self._flush_loop(), name="session-flusher")
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        with contextlib.suppress(NotReady):
+            await self.flush()
+        await self.store.close()
+
+    # ---- changes ---------------------------------------------------------------------
+    @staticmethod
+    def changed(session: Session) -> Change:
+        """Call on the event loop right when the worker reports a new state."""
+        session.version += 1
+        return Change(session.version, session.position, session.epoch)
+
+    async def commit(
+        self, session: Session, change: Change, state: tuple[bytes, bytes] | None
+    ) -> None:
+        """Make ``change`` durable before its feed is acknowledged (or queue it)."""
+        if not self.persistent or state is None:
+            return
+        if session.epoch != change.epoch or session.stale:
+            raise SessionMoved("the copy this feed ran on is being reloaded")
+        record = self._record(session, change, state)
+        if self.durability == "write-behind":
+            self._pending[session.id] = (session, record, change.epoch)
+            return
+        await self._save(session, record, change.epoch, acknowledging=True)
+
+    async def persist(self, session: Session) -> None:
+        """Store ``session``'s current state if the store lacks it (e.g. after a generation)."""
+        if not self.persistent or not session.dirty or session.deleted or session.stale:
+            return
+        if self.durability == "sync":  # write-behind: the next flush snapshots it
+            await self._snapshot_and_save(session)
+
+    async def _snapshot_and_save(self, session: Session) -> None:
+        result, change = await self.run_state_item(session, None)
+        assert result.state is not None
+        await self._save(session, self._record(session, change, result.state), change.epoch)
+
+    def _record(
+        self, session: Session, change: Change, state: tuple[bytes, bytes]
+    ) -> SessionRecord:
+        return SessionRecord(
+            session.id,
+            session.owner,
+            change.position,
+            session.created_at,
+            session.last_used_at,
+            self.registry.ttl_s,
+            self.model_sha256,
+            change.version,
+            state[0],
+            state[1],
+            shape=self.shape,
+        )
+
+    async def _save(
+        self, session: Session, record: SessionRecord, epoch: int, acknowledging: bool = False
+    ) -> None:
+        """Store ``record`` (made from the copy of ``epoch``). ``acknowledging``: a feed
+        waits for it, so a state that cannot be stored any more is an error, not a skip."""
+        if session.save_lock is None:
+            session.save_lock = asyncio.Lock()
+        async with session.save_lock:  # saves of one session in order, one at a time
+            if session.stale or session.epoch != epoch:  # reloaded while this one waited
+                if acknowledging:
+                    raise SessionMoved("the copy this feed ran on is being reloaded")
+                return
+            if session.stored_version >= record.version:
+                return  # a newer state of this same copy is stored already
+            started = time.perf_counter()
+            try:
+                await self.store.save(record, session.stored_version)
+            except StoreConflict as error:
+                self.metrics.session_store_errors.labels("conflict").inc()
+                self._mark_stale(session)
+                raise SessionMoved(str(error)) from error
+            except StoreUnavailable as error:
+                self.metrics.session_store_errors.labels("unavailable").inc()
+                log.warning("session store: %s", error)
+                if self.durability == "sync":
+                    self._mark_stale(session)  # the slot holds an unacknowledged state
+                else:  # acknowledged already: keep it and try again at the next flush
+                    self._pending.setdefault(session.id, (session, record, epoch))
+                raise NotReady("session store unavailable") from error
+            self.metrics.session_store_latency.observe(time.perf_counter() - started)
+            session.stored_version = record.version
+
+    @staticmethod
+    def _mark_stale(session: Session) -> None:
+        session.stale = True
+        session.epoch += 1
+
+    # ---- resume ----------------------------------------------------------------------
+    async def resolve(self, session_id: str, owner: str | None, verify: bool = False) -> Session:
+        """The caller's session: the local copy, else (re)loaded from the store.
+
+        ``verify`` (a stream attaching, a position read) first checks that the store holds
+        no newer state than the local copy (the session was served elsewhere meanwhile);
+        a feed needs no check: its save is a compare-and-set."""
+        session = self.registry.find(session_id)
+        if session is not None and verify and self.persistent and not session.stale:
+            await self._verify(session)
+        if session is None or session.stale:
+            task = self._loading.get(session_id)
+            if task is None:
+                task = asyncio.create_task(self._load(session_id, session))
+                self._loading[session_id] = task
+                task.add_done_callback(lambda _: self._loading.pop(session_id, None))
+            session = await asyncio.shield(task)
+        if session.owner != owner:
+            raise SessionNotFound(session_id)
+        return session
+
+    async def _verify(self, session: Session) -> None:
+        try:
+            stored = await self.store.version(session.id)
+        except StoreUnavailable as error:
+            self.metrics.session_store_errors.labels("unavailable").inc()
+            raise NotReady("session store unavailable") from error
+        if (stored or 0) != session.stored_version and session.inflight == 0:
+            self._mark_stale(session)
+
+    async def _load(self, session_id: str, local: Session | None) -> Session:
+        try:
+            record = await self.store.load(session_id)
+        except StoreUnavailable as error:
+            self.metrics.session_store_errors.labels("unavailable").inc()
+            raise NotReady("session store unavailable") from error
+        if record is None:
+            if local is not None:
+                self.registry.delete(local)
+            raise SessionNotFound(session_id)
+        if record.model_sha256 != self.model_sha256 or tuple(record.shape) != self.shape:
+            raise SessionIncompatible(
+                f"session {session_id!r} was made by another model "
+                f"(weights sha256 {record.model_sha256[:12]}…, state {list(record.shape)})"
+            )
+        self._pending.pop(session_id, None)  # queued states of the stale copy, if any
+        if local is None:
+            session = self.registry.adopt(
+                session_id,
+                record.owner,
+                record.created_at,
+                record.last_used_at,
+                record.position,
+                record.version,
+            )
+        else:
+            session = local
+            session.position, session.owner = record.position, record.owner
+            session.version = session.stored_version = record.version
+        try:
+            await self.run_state_item(session, (record.h, record.c))
+        except BaseException:
+            if local is None:
+                self.registry.delete(session)
+            raise
+        session.stale = False
+        session.last_used_at = time.time()  # in use now: the last to leave the pool
+        self.metrics.sessions_resumed.inc()
+        if local is None:
+            await self.evict_idle()
+        return session
+
+    # ---- removal, tiering, flushing --------------------------------------------------
+    async def delete(self, session_id: str, owner: str | None) -> None:
+        """Delete everywhere: here and in the store (so no replica resumes it)."""
+        session = self.registry.find(session_id)
+        if session is None:
+            try:
+                record = await self.store.load(session_id)
+            except StoreUnavailable as error:
+                raise NotReady("session store unavailable") from error
+            if record is None or record.owner != owner:
+                raise SessionNotFound(session_id)
+        elif session.owner != owner:
+            raise SessionNotFound(session_id)
+        else:
+            self.registry.delete(session)
+        self._pending.pop(session_id, None)
+        try:
+            await self.store.delete(session_id)
+        except StoreUnavailable as error:
+            raise NotReady("session store unavailable") from error
+
+    async def expire(self, session: Session) -> bool:
+        """Local TTL expiry. A persistent store keeps its own TTL (another replica may have
+        used the session since), but first gets any state it lacks (False: not yet); the
+        memory store's copy goes with the session."""
+        if self.persistent and (session.dirty or session.id in self._pending):
+            return False  # the next flush stores it; a later sweep expires it here
+        self.registry.delete(session)
+        if not self.persistent:
+            await self.store.delete(session.id)
+        return True
+
+    def prune(self) -> None:
+        """Forget expired records the memory store holds (Redis expires keys itself)."""
+        prune = getattr(self.store, "prune", None)
+        if prune is not None:
+            prune()
+
+    async def evict_idle(self) -> int:
+        """Move the least recently used idle sessions out of the pool; returns how many."""
+        limit = self.max_resident
+        if not limit or len(self.registry) <= limit:
+            return 0
+        surplus = len(self.registry) - max(1, int(limit * 0.9))
+        idle = [s for s in self.registry if _evictable(s)]
+        idle.sort(key=lambda s: s.last_used_at)
+        evicted = 0
+        for session in idle[:surplus]:
+            if session.dirty or session.id in self._pending:
+                self._pending.pop(session.id, None)
+                try:
+                    await self._snapshot_and_save(session)
+                except (NotReady, SessionMoved, SessionNotFound) as error:
+                    log.warning("could not move session %s out: %s", session.id[:8], error)
+                    continue
+            if _evictable(session) and not session.dirty:
+                self.registry.delete(session)
+                evicted += 1
+        self.metrics.sessions_evicted.inc(evicted)
+        return evicted
+
+    async def flush(self) -> None:
+        """Store every state the store lacks (drain hand-off, write-behind, shutdown)."""
+        if not self.persistent:
+            return
+        pending, self._pending = self._pending, {}
+        saves = [
+            self._save(session, record, epoch)
+            for session, record, epoch in pending.values()
+            if not session.deleted
+        ]
+        saves += [
+            self._snapshot_and_save(s)
+            for s in self.registry
+            if s.dirty and s.id not in pending and not s.stale
+        ]
+        outcomes = await asyncio.gather(*saves, return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            log.error(
+                "session flush: %d of %d states not stored (%r)",
+                len(failures),
+                len(outcomes),
+                failures[0],
+            )
+            if any(isinstance(f, NotReady) for f in failures):
+                raise NotReady("session store unavailable")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.write_behind_interval_s)
+            with contextlib.suppress(NotReady):  # logged; retried at the next flush
+                await self.flush()
+
+
+def _evictable(session: Session) -> bool:
+    return not session.streaming and session.inflight == 0 and not session.deleted

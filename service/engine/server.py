@@ -1,0 +1,240 @@
+"""The engine process's side of the channel: a ZeroMQ ROUTER that serves API processes.
+
+Each incoming message is a list of requests (``service.engine.wire``); each request runs
+as its own task against the ``Engine``, and its results go back to the API process that
+asked. Replies are collected and sent once per event-loop turn, one message per API
+process, so a step that finishes 64 requests costs one system call, not 64.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+from service.engine import wire
+from service.engine.core import Engine
+from service.engine.errors import ServeError
+from service.engine.generation import GenerationStream
+from service.engine.params import GenerationRequest, SamplingParams
+from service.engine.results import SessionInfo, Step
+
+log = logging.getLogger(__name__)
+Key = tuple[bytes, int]  # (API process identity, request id)
+
+
+class EngineServer:
+    def __init__(self, engine: Engine, address: str) -> None:
+        self.engine = engine
+        self.address = address
+        self._context = zmq.asyncio.Context()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SNDHWM, 0)
+        self._socket.setsockopt(zmq.RCVHWM, 0)
+        self._outbox: dict[bytes, list[wire.Reply]] = {}
+        self._flush_scheduled = False
+        self._running: dict[Key, asyncio.Task[None]] = {}
+        self._streams: dict[Key, GenerationStream] = {}
+        self._receiver: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._socket.bind(self.address)
+        self._receiver = asyncio.create_task(self._receive(), name="engine-receive")
+
+    async def stop(self) -> None:
+        """Stop reading requests; what runs finishes (or fails) on its own."""
+        if self._receiver is not None:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
+        if self._running:
+            await asyncio.wait(list(self._running.values()), timeout=5)
+        self._flush()
+        self._socket.close()
+        self._context.term()
+
+    # ---- receiving -------------------------------------------------------------------
+    async def _receive(self) -> None:
+        while True:
+            identity, payload = await self._socket.recv_multipart()
+            try:
+                requests = wire.REQUESTS.decode(payload)
+            except msgspec.DecodeError:
+                log.exception("undecodable message from an API process")
+                continue
+            for request in requests:
+                self._dispatch(identity, request)
+
+    def _dispatch(self, identity: bytes, request: Any) -> None:
+        key = (identity, request.rid)
+        if isinstance(request, wire.Cancel):
+            self._cancel(key)
+            return
+        handler = self._handlers().get(type(request))
+        if handler is None:
+            self._reply(identity, wire.Failure(request.rid, "internal", "unknown request"))
+            return
+        task = asyncio.create_task(self._run(identity, request, handler))
+        self._running[key] = task
+        task.add_done_callback(lambda _: self._running.pop(key, None))
+
+    def _cancel(self, key: Key) -> None:
+        stream = self._streams.get(key)
+        if stream is not None:
+            stream.cancel()  # the generation ends with a "cancelled" Done
+            return
+        task = self._running.get(key)
+        if task is not None:
+            task.cancel()
+
+    def _handlers(self) -> dict[type, Callable[[bytes, Any], Awaitable[Any]]]:
+        return {
+            wire.Hello: self._hello,
+            wire.Health: self._health,
+            wire.Predict: self._predict,
+            wire.Score: self._score,
+            wire.Generate: self._generate,
+            wire.CreateSession: self._create_session,
+            wire.Feed: self._feed,
+            wire.ResetSession: self._reset,
+            wire.DescribeSession: self._describe,
+            wire.DeleteSession: self._delete,
+            wire.AttachStream: self._attach,
+            wire.DetachStream: self._detach,
+            wire.FlushSessions: self._flush_sessions,
+        }
+
+    async def _run(
+        self, identity: bytes, request: Any, handler: Callable[[bytes, Any], Awaitable[Any]]
+    ) -> None:
+        rid = request.rid
+        try:
+            value = await handler(identity, request)
+        except ServeError as error:
+            self._reply(identity, wire.Failure(rid, error.code, error.message, error.details))
+            return
+        except asyncio.CancelledError:
+            self._reply(identity, wire.Failure(rid, "cancelled", "cancelled"))
+            raise
+        except Exception:
+            log.exception("engine call %s failed", type(request).__name__)
+            self._reply(identity, wire.Failure(rid, "internal", "internal error"))
+            return
+        if not isinstance(request, wire.Generate):
+            self._reply(identity, wire.Result(rid, value))
+
+    # ---- handlers --------------------------------------------------------------------
+    async def _hello(self, _: bytes, request: wire.Hello) -> dict[str, Any]:
+        ready, reason = self.engine.health()
+        return {
+            "pid": os.getpid(),
+            "ready": ready,
+            "reason": reason,
+            "card": self.engine.model_card(),
+            **self.engine.text_rules(),
+        }
+
+    async def _health(self, _: bytes, request: wire.Health) -> list[Any]:
+        return list(self.engine.health())
+
+    async def _predict(self, _: bytes, request: wire.Predict) -> list[Any]:
+        return _top(await self.engine.predict(request.ids, request.top_k))
+
+    async def _score(self, _: bytes, request: wire.Score) -> list[float]:
+        return await self.engine.score(request.ids)
+
+    async def _create_session(self, _: bytes, request: wire.CreateSession) -> list[Any]:
+        return _step(await self.engine.ops().create(request.ids, request.top_k, request.owner))
+
+    async def _feed(self, _: bytes, request: wire.Feed) -> list[Any]:
+        step = await self.engine.ops().feed(
+            request.session_id, request.ids, request.top_k, request.owner
+        )
+        return _step(step)
+
+    async def _reset(self, _: bytes, request: wire.ResetSession) -> list[Any]:
+        return _info(await self.engine.ops().reset(request.session_id, request.owner))
+
+    async def _describe(self, _: bytes, request: wire.DescribeSession) -> list[Any]:
+        return _info(await self.engine.ops().describe(request.session_id, request.owner))
+
+    async def _delete(self, _: bytes, request: wire.DeleteSession) -> None:
+        await self.engine.ops().remove(request.session_id, request.owner)
+
+    async def _attach(self, _: bytes, request: wire.AttachStream) -> list[Any]:
+        return _info(await self.engine.ops().attach(request.session_id, request.owner))
+
+    async def _detach(self, _: bytes, request: wire.DetachStream) -> None:
+        self.engine.ops().detach(request.session_id)
+
+    async def _flush_sessions(self, _: bytes, request: wire.FlushSessions) -> None:
+        await self.engine.flush_sessions()
+
+    async def _generate(self, identity: bytes, request: wire.Generate) -> None:
+        params = _generation_request(request.sampling)
+        session = None
+        if request.session_id is None:
+            stream = self.engine.generate(request.ids, params)
+        else:
+            stream, session = await self.engine.ops().generate(
+                request.session_id, request.owner, params
+            )
+        key = (identity, request.rid)
+        self._streams[key] = stream
+        start = None if session is None else session.position
+        try:
+            async for token in stream:
+                position = None if start is None else start + token.index + 1
+                self._reply(
+                    identity, wire.Token(request.rid, token.token_id, token.index, position)
+                )
+        finally:
+            self._streams.pop(key, None)
+        assert stream.finish_reason is not None
+        position = None if session is None else session.position
+        self._reply(identity, wire.Done(request.rid, stream.finish_reason.value, position))
+
+    # ---- replying --------------------------------------------------------------------
+    def _reply(self, identity: bytes, message: wire.Reply) -> None:
+        self._outbox.setdefault(identity, []).append(message)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        outbox, self._outbox = self._outbox, {}
+        for identity, messages in outbox.items():
+            try:
+                self._socket.send_multipart([identity, wire.ENCODER.encode(messages)], copy=False)
+            except zmq.ZMQError:
+                log.exception("could not answer an API process")
+
+
+def _top(top: list[tuple[int, float]]) -> list[Any]:
+    return [[token_id for token_id, _ in top], [logprob for _, logprob in top]]
+
+
+def _step(step: Step) -> list[Any]:
+    return [step.session_id, step.position, step.logprob, *_top(step.top)]
+
+
+def _info(info: SessionInfo) -> list[Any]:
+    return [info.session_id, info.position, info.created_at, info.last_used_at, info.expires_at]
+
+
+def _generation_request(sampling: wire.Sampling) -> GenerationRequest:
+    return GenerationRequest(
+        max_tokens=sampling.max_tokens,
+        sampling=SamplingParams(sampling.temperature, sampling.top_k, sampling.top_p),
+        seed=sampling.seed,
+        stop_at_eos=sampling.stop_at_eos,
+    )

@@ -1,0 +1,240 @@
+"""Session calls of the engine: create, feed, reset, describe, delete, streams, generation.
+
+Every session lives here, in the engine process, so any API process serves any session,
+and "one live stream per session" is one flag on the session. A feed's answer carries
+the position right after its own words; with a persistent store it is answered only
+once its state is stored (``service.engine.durable``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from service.engine.durable import Change, DurableSessions, SessionMoved
+from service.engine.errors import NotReady, ServeError, SessionBusy, SessionNotFound
+from service.engine.generation import GenerationStream
+from service.engine.metrics import EngineMetrics
+from service.engine.results import SessionInfo, Step
+from service.engine.runner import RowResult
+from service.engine.sessions import Session, SessionRegistry
+from service.engine.state_pool import StatePool
+from service.engine.store import StoreUnavailable
+from service.engine.submit import GenerationRequest, Submitter
+from service.engine.work import WorkKind
+
+if TYPE_CHECKING:
+    from service.engine.core import EngineConfig
+
+log = logging.getLogger(__name__)
+RELOAD_TRIES = 3  # feeds of a session that moved meanwhile
+STORE_CHECK_INTERVAL_S = 1.0
+
+
+class SessionOps:
+    def __init__(
+        self,
+        registry: SessionRegistry,
+        durable: DurableSessions,
+        submitter: Submitter,
+        pool: StatePool,
+        metrics: EngineMetrics,
+        config: EngineConfig,
+    ) -> None:
+        self.registry = registry
+        self.durable = durable
+        self.submitter = submitter
+        self.pool = pool
+        self.metrics = metrics
+        self.config = config
+        self.store_healthy = True
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._sweep(), name="session-sweeper"))
+        if self.durable.persistent:
+            self._tasks.append(asyncio.create_task(self._watch_store(), name="store-check"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ---- calls -----------------------------------------------------------------------
+    async def create(self, ids: list[int], top_k: int, owner: str | None) -> Step:
+        self.submitter.accepting_worker()
+        session = self.registry.create(owner)
+        self.metrics.sessions_created.inc()
+        self._update_gauge()
+        try:
+            step = await self._feed(session, ids, top_k, reset=True)
+        except BaseException:
+            self.registry.delete(session)
+            self._update_gauge()
+            raise
+        await self.durable.evict_idle()
+        return step
+
+    async def feed(self, session_id: str, ids: list[int], top_k: int, owner: str | None) -> Step:
+        session = await self.open(session_id, owner)
+        return await self._feed_retrying(session, ids, top_k, reset=False)
+
+    async def reset(self, session_id: str, owner: str | None) -> SessionInfo:
+        session = await self.open(session_id, owner)
+        step = await self._feed_retrying(session, [], 0, reset=True)
+        return self.info(session, step.position)
+
+    async def describe(self, session_id: str, owner: str | None) -> SessionInfo:
+        """Position and timestamps of the caller's session, held here or in the store."""
+        return self.info(await self.open(session_id, owner, verify=True))
+
+    async def remove(self, session_id: str, owner: str | None) -> None:
+        """Delete a session here and in the session store."""
+        self.submitter.accepting_worker()
+        await self.durable.delete(session_id, owner)
+        self._update_gauge()
+
+    async def attach(self, session_id: str | None, owner: str | None) -> SessionInfo:
+        """Open a stream: a new session (``None``) or the caller's, held by no other stream."""
+        if session_id is None:
+            session_id = (await self.create([], 0, owner)).session_id
+        session = await self.open(session_id, owner, verify=True)  # or from the store
+        if session.deleted:  # left the state pool between its lookup and now: load it again
+            session = await self.open(session_id, owner)
+        self.registry.attach(session)
+        return self.info(session)
+
+    def detach(self, session_id: str) -> None:
+        session = self.registry.find(session_id)
+        if session is not None:
+            self.registry.detach(session)
+
+    async def generate(
+        self, session_id: str, owner: str | None, request: GenerationRequest
+    ) -> tuple[GenerationStream, Session]:
+        """Continue the session with generated words; they become part of its history and
+        are stored before the stream ends."""
+        session = await self.open(session_id, owner)  # reloads a stale copy in place
+        stream = GenerationStream(self.submitter.cancel)
+        self.registry.begin(session)
+        stream.on_done(lambda: self.registry.end(session))
+        stream.before_done = lambda: self.durable.persist(session)
+        try:
+            self.submitter.start_generation(
+                stream, session.slot, [], request, reset=False, session=session
+            )
+        except ServeError:
+            self.registry.end(session)
+            raise
+        return stream, session
+
+    async def open(self, session_id: str, owner: str | None, verify: bool = False) -> Session:
+        """The caller's session: held here, or resumed from the session store (``verify``:
+        reload it if another replica stored a newer state meanwhile)."""
+        self.submitter.accepting_worker()
+        session = await self.durable.resolve(session_id, owner, verify)
+        if self.registry.is_expired(session):
+            self.registry.delete(session)
+            self._update_gauge()
+            raise SessionNotFound(session_id)
+        self._update_gauge()
+        return session
+
+    def info(self, session: Session, position: int | None = None) -> SessionInfo:
+        """``position``: the one right after the caller's own step, if it had one."""
+        return SessionInfo(
+            session.id,
+            session.position if position is None else position,
+            session.created_at,
+            session.last_used_at,
+            self.registry.expires_at(session),
+        )
+
+    # ---- feeds -----------------------------------------------------------------------
+    async def _feed_retrying(
+        self, session: Session, ids: list[int], top_k: int, reset: bool
+    ) -> Step:
+        """``_feed``; when another replica moved the session on (or it left the pool between
+        its lookup and this feed), reload it and feed again."""
+        for _ in range(RELOAD_TRIES):
+            try:
+                return await self._feed(session, ids, top_k, reset)
+            except SessionMoved:
+                session = await self.open(session.id, session.owner)
+        raise SessionBusy(f"session {session.id!r} is being fed by another replica")
+
+    async def _feed(self, session: Session, ids: list[int], top_k: int, reset: bool) -> Step:
+        if session.deleted and self.durable.resumable:
+            raise SessionMoved("left the state pool")  # evicted after its lookup: reload
+        item = self.submitter.item(
+            WorkKind.RESET if reset and not ids else WorkKind.FEED,
+            session.slot,
+            ids,
+            reset=reset,
+            top_k=top_k,
+            token_logprobs=bool(ids),
+            session=session,
+        )
+        item.capture_state = self.durable.persistent
+        changes: list[Change] = []
+
+        def finish(outcome: Any) -> None:
+            if isinstance(outcome, RowResult):
+                session.position = len(ids) if reset else session.position + len(ids)
+                changes.append(self.durable.changed(session))
+            self.registry.end(session)
+
+        item.on_finish = finish
+        self.registry.begin(session)
+        result = await self.submitter.run(item)
+        await self.durable.commit(session, changes[0], result.state)
+        # changes[0].position, not session.position: later feeds may have run meanwhile
+        return Step(session.id, changes[0].position, sum(result.token_logprobs), result.top)
+
+    async def state_item(
+        self, session: Session, restore: tuple[bytes, bytes] | None
+    ) -> tuple[RowResult, Change]:
+        """Write ``restore`` into the session's slot, or (None) read the slot's state."""
+        item = self.submitter.item(
+            WorkKind.RESTORE if restore else WorkKind.SNAPSHOT, session.slot, [], session=session
+        )
+        item.restore, item.capture_state = restore, restore is None
+        changes: list[Change] = []
+
+        def finish(_: Any) -> None:
+            changes.append(Change(session.version, session.position, session.epoch))
+            self.registry.end(session)
+
+        item.on_finish = finish
+        self.registry.begin(session)
+        result = await self.submitter.run(item, while_stopping=True)
+        return result, changes[0]
+
+    # ---- housekeeping ----------------------------------------------------------------
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.session_sweep_interval_s)
+            for session in self.registry.expired():
+                if await self.durable.expire(session):
+                    self.metrics.sessions_expired.inc()
+            self.durable.prune()
+            self._update_gauge()
+
+    async def _watch_store(self) -> None:
+        """Readiness follows the session store: a frozen or dead store turns it false."""
+        while True:
+            try:
+                await asyncio.wait_for(self.durable.store.ping(), STORE_CHECK_INTERVAL_S)
+                healthy = True
+            except (StoreUnavailable, TimeoutError, NotReady):
+                healthy = False
+            if healthy != self.store_healthy:
+                log.warning("session store %s", "back" if healthy else "unavailable")
+            self.store_healthy = healthy
+            await asyncio.sleep(STORE_CHECK_INTERVAL_S)
+
+    def _update_gauge(self) -> None:
+        self.metrics.sessions_live.set(len(self.registry))

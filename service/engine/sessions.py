@@ -1,0 +1,148 @@
+"""Live sessions: id -> (state slot, position, owner, timestamps). Event-loop side only.
+
+A session's recurrent state lives in the ``StatePool`` slot it owns; this registry
+only keeps the few fields around it, so a live session costs its state plus about a
+hundred bytes of Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from service.engine.errors import Overloaded, SessionBusy, SessionNotFound
+from service.engine.state_pool import StatePool
+
+
+@dataclass(eq=False, slots=True)
+class Session:
+    id: str
+    slot: int
+    owner: str | None
+    created_at: float  # unix seconds
+    last_used_at: float  # unix seconds
+    position: int = 0
+    inflight: int = 0  # queued or running work items that use the slot
+    deleted: bool = False
+    streaming: bool = False  # a live WebSocket is attached
+    # Durability (service.engine.durable): ``version`` counts state changes, ``stored_version``
+    # is the one the store holds; ``stale`` means the slot must be reloaded from the store
+    # (a save failed, so the slot may hold an unacknowledged state); ``epoch`` grows then.
+    version: int = 0
+    stored_version: int = 0
+    stale: bool = False
+    epoch: int = 0
+    save_lock: asyncio.Lock | None = None
+
+    @property
+    def dirty(self) -> bool:
+        return self.version != self.stored_version
+
+
+class SessionRegistry:
+    """Creates, finds and retires sessions; owns their slots in the pool."""
+
+    def __init__(self, pool: StatePool, max_sessions: int, ttl_s: float) -> None:
+        self.pool = pool
+        self.max_sessions = max_sessions
+        self.ttl_s = ttl_s
+        self._sessions: dict[str, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
+
+    def create(self, owner: str | None) -> Session:
+        if len(self._sessions) >= self.max_sessions:
+            raise Overloaded(f"session capacity full ({self.max_sessions} live)")
+        now = time.time()
+        session = Session(secrets.token_urlsafe(24), self.pool.allocate(), owner, now, now)
+        self._sessions[session.id] = session
+        return session
+
+    def adopt(
+        self,
+        session_id: str,
+        owner: str | None,
+        created_at: float,
+        last_used_at: float,
+        position: int,
+        version: int,
+    ) -> Session:
+        """A session resumed from the store (its slot still has to be restored)."""
+        if len(self._sessions) >= self.max_sessions:
+            raise Overloaded(f"session capacity full ({self.max_sessions} live)")
+        session = Session(
+            session_id,
+            self.pool.allocate(),
+            owner,
+            created_at,
+            last_used_at,
+            position,
+            version=version,
+            stored_version=version,
+        )
+        self._sessions[session_id] = session
+        return session
+
+    def find(self, session_id: str) -> Session | None:
+        """The local session with this id, whoever owns it."""
+        return self._sessions.get(session_id)
+
+    def get(self, session_id: str, owner: str | None) -> Session:
+        """The caller's session; another key's session is reported as not found."""
+        session = self._sessions.get(session_id)
+        if session is None or session.owner != owner:
+            raise SessionNotFound(session_id)
+        return session
+
+    def expires_at(self, session: Session) -> float:
+        return session.last_used_at + self.ttl_s
+
+    def begin(self, session: Session) -> None:
+        """A work item for ``session`` was queued."""
+        session.inflight += 1
+        session.last_used_at = time.time()
+
+    def end(self, session: Session) -> None:
+        session.inflight -= 1
+        session.last_used_at = time.time()
+        if session.deleted and session.inflight == 0:
+            self.pool.release(session.slot)
+
+    def delete(self, session: Session) -> None:
+        if session.deleted:
+            return
+        session.deleted = True
+        self._sessions.pop(session.id, None)
+        if session.inflight == 0:
+            self.pool.release(session.slot)
+
+    def attach(self, session: Session) -> None:
+        if session.streaming:
+            raise SessionBusy(f"session {session.id!r} already has a live stream")
+        session.streaming = True
+
+    def detach(self, session: Session) -> None:
+        session.streaming = False
+        session.last_used_at = time.time()
+
+    def is_expired(self, session: Session, now: float | None = None) -> bool:
+        """Idle past its TTL (a session with a live stream or work never expires). Checked
+        at every use, so an expired session is gone from that instant, sweeper or not."""
+        now = time.time() if now is None else now
+        return (
+            not session.streaming
+            and session.inflight == 0
+            and session.last_used_at + self.ttl_s < now
+        )
+
+    def expired(self, now: float | None = None) -> list[Session]:
+        """Idle sessions past their TTL, for the sweeper."""
+        now = time.time() if now is None else now
+        return [s for s in self._sessions.values() if self.is_expired(s, now)]

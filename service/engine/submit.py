@@ -1,0 +1,139 @@
+"""Queue work items on the inference worker and await them under their deadline.
+
+The one place where the engine's event-loop side meets the worker's thread: stateless
+requests, session feeds and generations all go through ``Submitter``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+import torch
+
+from service.engine.errors import NotReady, ServeError, Timeout
+from service.engine.generation import GenerationStream
+from service.engine.params import FinishReason, GenerationRequest
+from service.engine.runner import RowResult
+from service.engine.sessions import Session
+from service.engine.work import DoneEvent, Generation, TokenEvent, WorkItem, WorkKind
+from service.engine.worker import InferenceWorker
+
+
+class Submitter:
+    """Builds work items with the request deadline and runs them on the worker."""
+
+    def __init__(self, request_timeout_s: float) -> None:
+        self.request_timeout_s = request_timeout_s
+        self.worker: InferenceWorker | None = None
+        self.accepting = False  # False while loading and once stopping
+
+    def item(
+        self,
+        kind: WorkKind,
+        slot: int,
+        ids: list[int],
+        *,
+        reset: bool = False,
+        top_k: int = 0,
+        token_logprobs: bool = False,
+        session: Session | None = None,
+    ) -> WorkItem:
+        return WorkItem(
+            kind,
+            slot,
+            ids,
+            time.monotonic() + self.request_timeout_s,
+            future=asyncio.get_running_loop().create_future(),
+            session_key=session,
+            reset=reset,
+            top_k=top_k,
+            token_logprobs=token_logprobs,
+        )
+
+    async def run(self, item: WorkItem, while_stopping: bool = False) -> RowResult:
+        """Queue ``item`` and await its result (``while_stopping``: also while the engine
+        stops, as long as the worker lives — for the final flush of session states)."""
+        worker = self.live_worker() if while_stopping else self.accepting_worker()
+        try:
+            worker.submit(item)
+        except ServeError:
+            if item.on_finish is not None:
+                item.on_finish(None)
+            raise
+        future = item.future
+        assert future is not None
+        # A plain timer rather than wait_for(shield(...)): two fewer tasks per request.
+        remaining = max(0.0, item.deadline - time.monotonic())
+        timer = asyncio.get_running_loop().call_later(remaining, self._expire, future)
+        try:
+            return await future
+        except (Timeout, asyncio.CancelledError):
+            worker.cancel(item)
+            raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            future.set_exception(Timeout(f"no result within {self.request_timeout_s}s"))
+
+    def start_generation(
+        self,
+        stream: GenerationStream,
+        slot: int,
+        ids: list[int],
+        request: GenerationRequest,
+        *,
+        reset: bool,
+        session: Session | None,
+    ) -> None:
+        seed = request.seed if request.seed is not None else secrets.randbits(63)
+        generator = torch.Generator().manual_seed(seed)
+
+        def emit(event: Any) -> None:
+            if session is not None and isinstance(event, TokenEvent):
+                session.position += 1
+                session.version += 1  # the store lacks this state until it is persisted
+            stream.emit(event)
+
+        generation = Generation(
+            request.sampling,
+            generator,
+            request.max_tokens,
+            request.stop_at_eos,
+            keep_state=session is not None,
+            emit=emit,
+        )
+        item = WorkItem(
+            WorkKind.GENERATE,
+            slot,
+            ids,
+            time.monotonic() + self.request_timeout_s,
+            session_key=session,
+            reset=reset,
+            generation=generation,
+        )
+        stream.item = item
+        if request.max_tokens == 0:
+            stream.emit(DoneEvent(FinishReason.LENGTH))
+            return
+        self.accepting_worker().submit(item)
+
+    def cancel(self, item: WorkItem) -> None:
+        if self.worker is not None:
+            self.worker.cancel(item)
+
+    def live_worker(self) -> InferenceWorker:
+        if self.worker is None or not self.worker.alive:
+            raise NotReady("the inference worker is not running")
+        return self.worker
+
+    def accepting_worker(self) -> InferenceWorker:
+        if self.worker is None or not self.accepting:
+            raise NotReady("the engine is not running")
+        if not self.worker.alive:
+            raise NotReady("the inference worker died")
+        return self.worker

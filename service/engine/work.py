@@ -1,0 +1,111 @@
+"""What waits in the inference queue: one work item per request, plus generation state."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from service.engine.params import FinishReason, SamplingParams
+from service.engine.runner import Row
+
+
+class WorkKind(enum.Enum):
+    PREDICT = "predict"
+    SCORE = "score"
+    FEED = "feed"
+    RESET = "reset"
+    GENERATE = "generate"
+    RESTORE = "restore"  # write a stored state into the slot
+    SNAPSHOT = "snapshot"  # read the slot's state (to store it)
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    token_id: int
+    index: int  # 0-based index among the generated words
+
+
+@dataclass(frozen=True)
+class DoneEvent:
+    reason: FinishReason
+    error: BaseException | None = None
+
+
+GenerationEvent = TokenEvent | DoneEvent
+
+
+@dataclass(eq=False)
+class Generation:
+    """A running generation; advanced one word per model step (continuous batching)."""
+
+    params: SamplingParams
+    generator: torch.Generator
+    max_tokens: int
+    stop_at_eos: bool
+    keep_state: bool  # a session's generation: its last word is fed before done
+    emit: Callable[[GenerationEvent], None]  # called on the event loop
+    produced: int = 0
+    pending: list[int] = field(default_factory=list)  # words to feed next step
+    finishing: FinishReason | None = None
+
+
+@dataclass(eq=False)
+class WorkItem:
+    """A request's share of the model: tokens to feed into a state slot.
+
+    ``session_key`` serialises items of one session (one row per session per step, in
+    arrival order). ``future`` receives the ``RowResult`` (not used by generations).
+    """
+
+    kind: WorkKind
+    slot: int
+    tokens: list[int]
+    deadline: float
+    future: asyncio.Future[Any] | None = None
+    session_key: object | None = None
+    reset: bool = False
+    top_k: int = 0
+    token_logprobs: bool = False
+    generation: Generation | None = None
+    on_finish: Callable[[Any], None] | None = None  # loop side, with the result or error
+    restore: tuple[bytes, bytes] | None = None
+    capture_state: bool = False
+    cancelled: bool = False
+    started: bool = False
+
+    def complete(self, outcome: Any) -> None:
+        """Deliver a ``RowResult`` or an exception (on the event loop)."""
+        if self.on_finish is not None:
+            self.on_finish(outcome)
+        future = self.future
+        if future is None or future.done():
+            return
+        if isinstance(outcome, asyncio.CancelledError):
+            future.cancel()
+        elif isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def row(self) -> Row:
+        gen = self.generation
+        if gen is not None and self.started:
+            return Row(self.slot, list(gen.pending), distribution=gen.finishing is None)
+        return Row(
+            self.slot,
+            self.tokens,
+            reset=self.reset,
+            top_k=self.top_k,
+            token_logprobs=self.token_logprobs,
+            distribution=gen is not None,
+            restore=self.restore,
+            capture_state=self.capture_state,
+        )
+
+    def cost_tokens(self) -> int:
+        return max(1, len(self.tokens))

@@ -1,0 +1,95 @@
+"""The two kinds of child process the supervisor starts: the engine and an API process.
+
+Each child leaves the supervisor's process group (a terminal's Ctrl-C or a group signal
+reaches only the supervisor, which then shuts the children down in order) and asks the
+kernel for SIGTERM when the supervisor dies, so no child outlives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+from multiprocessing.connection import Connection
+from typing import Any
+
+from service import logs
+from service.cpu_sharing import set_gil_switch_interval
+from service.settings import Settings
+
+log = logging.getLogger("lstm_serve")
+PR_SET_PDEATHSIG = 1
+
+
+def _become_child(settings: Settings, name: str) -> None:
+    os.setpgrp()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    logs.configure(settings.log_level, settings.log_json, process=name)
+
+
+# ---- the engine process ---------------------------------------------------------------
+def run_engine(settings_fields: dict[str, Any], address: str, ready: Connection) -> None:
+    """Load the model, serve the channel, tell the supervisor; SIGTERM stops it cleanly
+    (sessions stored first). Exit status 0 after a clean stop, 1 if it could not start."""
+    settings = Settings(**settings_fields)
+    _become_child(settings, "engine")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_gil_switch_interval(settings.gil_switch_interval_ms)
+    log.info("GIL switch interval %g ms", settings.gil_switch_interval_ms)
+    try:
+        asyncio.run(_serve_engine(settings, address, ready))
+    except Exception as error:
+        log.exception("engine failed")
+        with contextlib.suppress(OSError):
+            ready.send(("failed", str(error)))
+        raise SystemExit(1) from error
+
+
+async def _serve_engine(settings: Settings, address: str, ready: Connection) -> None:
+    from service.engine.core import Engine
+    from service.engine.server import EngineServer
+
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    engine = Engine(settings.engine_config())
+    await engine.start()
+    server = EngineServer(engine, address)
+    server.start()
+    ready.send(("ready", None))
+    await stop.wait()
+    log.info("engine stopping: storing sessions")
+    await engine.stop()
+    await server.stop()
+    log.info("engine stopped")
+
+
+# ---- an API process ----------------------------------------------------------------------
+def run_api(settings_fields: dict[str, Any], address: str, listener: socket.socket) -> None:
+    """Serve HTTP and WebSockets on the supervisor's listening socket until SIGTERM drains."""
+    import uvicorn
+
+    from service.api.app import create_app
+    from service.api.server import DrainingServer
+
+    settings = Settings(**settings_fields)
+    _become_child(settings, f"api-{os.getpid()}")
+    app = create_app(settings, address)
+    config = uvicorn.Config(
+        app,
+        workers=1,
+        log_config=None,
+        ws=settings.ws_protocol,
+        ws_max_size=settings.ws_frame_limit_bytes(),
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_interval_s,
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
+        access_log=False,
+        lifespan="on",
+    )
+    DrainingServer(config, app, settings.drain_timeout_s).run(sockets=[listener])
