@@ -23,6 +23,7 @@ from service.settings import Settings
 
 log = logging.getLogger("lstm_serve")
 PR_SET_PDEATHSIG = 1
+WS_MAX_LINE_BYTES = 65536
 
 
 def _become_child(settings: Settings, name: str) -> None:
@@ -72,6 +73,10 @@ async def _serve_engine(settings: Settings, address: str, ready: Connection) -> 
 # ---- an API process ----------------------------------------------------------------------
 def run_api(settings_fields: dict[str, Any], address: str, listener: socket.socket) -> None:
     """Serve HTTP and WebSockets on the supervisor's listening socket until SIGTERM drains."""
+    # The websockets library stops reading an upgrade request at a line of 8 KiB and then
+    # never answers (seen with uvicorn 0.54); reading longer lines lets the stream
+    # endpoint refuse an over-long session_id with the contract's error instead.
+    os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", str(WS_MAX_LINE_BYTES))
     import uvicorn
 
     from service.api.app import create_app

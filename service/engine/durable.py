@@ -109,7 +109,11 @@ class DurableSessions:
         return Change(session.version, session.position, session.epoch)
 
     async def commit(
-        self, session: Session, change: Change, state: tuple[bytes, bytes] | None
+        self,
+        session: Session,
+        change: Change,
+        state: tuple[bytes, bytes] | None,
+        deadline_unix_s: float | None = None,
     ) -> None:
         """Make ``change`` durable before its feed is acknowledged (or queue it)."""
         if not self.persistent or state is None:
@@ -120,7 +124,7 @@ class DurableSessions:
         if self.durability == "write-behind":
             self._pending[session.id] = (session, record, change.epoch)
             return
-        await self._save(session, record, change.epoch, acknowledging=True)
+        await self._save(session, record, change.epoch, True, deadline_unix_s)
 
     async def persist(self, session: Session) -> None:
         """Store ``session``'s current state if the store lacks it (e.g. after a generation)."""
@@ -152,7 +156,12 @@ class DurableSessions:
         )
 
     async def _save(
-        self, session: Session, record: SessionRecord, epoch: int, acknowledging: bool = False
+        self,
+        session: Session,
+        record: SessionRecord,
+        epoch: int,
+        acknowledging: bool = False,
+        deadline_unix_s: float | None = None,
     ) -> None:
         """Store ``record`` (made from the copy of ``epoch``). ``acknowledging``: a feed
         waits for it, so a state that cannot be stored any more is an error, not a skip."""
@@ -167,11 +176,15 @@ class DurableSessions:
                 return  # a newer state of this same copy is stored already
             started = time.perf_counter()
             try:
-                await self.store.save(record, session.stored_version)
+                await self.store.save(record, session.stored_version, deadline_unix_s)
             except StoreConflict as error:
                 self.metrics.session_store_errors.labels("conflict").inc()
                 self._mark_stale(session)
                 raise SessionMoved(str(error)) from error
+            except asyncio.CancelledError:  # the request's deadline: outcome unknown here
+                if acknowledging:
+                    self._mark_stale(session)  # reload the stored state at the next use
+                raise
             except StoreUnavailable as error:
                 self.metrics.session_store_errors.labels("unavailable").inc()
                 log.warning("session store: %s", error)
@@ -247,6 +260,7 @@ class DurableSessions:
             session = local
             session.position, session.owner = record.position, record.owner
             session.version = session.stored_version = record.version
+            session.history.clear(self.registry.pool.release)  # states the store never had
         try:
             await self.run_state_item(session, (record.h, record.c))
         except BaseException:

@@ -80,7 +80,9 @@ class SessionStore(Protocol):
         """The record, or None when there is none (never expired ones)."""
         ...
 
-    async def save(self, record: SessionRecord, expected_version: int) -> None:
+    async def save(
+        self, record: SessionRecord, expected_version: int, deadline_unix_s: float | None = None
+    ) -> None:
         """Store ``record`` if the stored version is ``expected_version`` (0: none stored);
         else raise ``StoreConflict``. The record expires after ``record.ttl_s``."""
         ...

@@ -30,7 +30,9 @@ class MemoryStore:
             return None
         return entry[1]
 
-    async def save(self, record: SessionRecord, expected_version: int) -> None:
+    async def save(
+        self, record: SessionRecord, expected_version: int, deadline_unix_s: float | None = None
+    ) -> None:
         current = await self.load(record.id)
         stored = current.version if current is not None else 0
         if stored != expected_version:

@@ -8,8 +8,10 @@ blob in ``d``) so that one Lua call can compare-and-set it atomically.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import struct
+import time
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -19,11 +21,23 @@ from redis.exceptions import RedisError
 from service.engine.store.base import SessionRecord, StoreConflict, StoreUnavailable
 
 KEY_PREFIX = "lstm-serve:session:"
-# KEYS[1] = key; ARGV = expected version, new version, blob, ttl ms, write token.
-# Returns 1 when stored, else -1 - the version found (0 for none), so -1 means "none".
+ANSWER_GRACE_S = 0.2  # past the fence, how long an answer may still be on its way
+# KEYS[1] = key; ARGV = expected version, new version, blob, ttl ms, write token, deadline
+# (unix ms, 0 = none). Returns 1 when stored, 0 when Redis runs it past its deadline (not
+# stored), else -1 - the version found (0 for none), so -1 means "none".
 # The token makes a retried call idempotent: if an earlier try of this very save landed
 # (its answer was lost), the retry finds its own token and reports success.
+# The deadline fences a save that reaches Redis late (a frozen or overloaded Redis runs
+# the commands waiting in its socket when it resumes): by then the feed was answered with
+# an error, so the save must not land — an error answer means "not applied".
 _SAVE = """
+local deadline = tonumber(ARGV[6])
+if deadline > 0 then
+  local now = redis.call('TIME')
+  if tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > deadline then
+    return 0
+  end
+end
 local found = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if found ~= tonumber(ARGV[1]) then
   if found == tonumber(ARGV[2]) and redis.call('HGET', KEYS[1], 't') == ARGV[5] then
@@ -47,9 +61,9 @@ class RedisStore:
     def __init__(self, url: str, timeout_s: float = 2.0) -> None:
         self.url = url
         # A blocking pool: a burst of feeds waits for a connection instead of failing.
-        # A few quick retries (a reconnect after a Redis restart), then a clear error:
-        # a feed is not held up for long by a store that is down.
-        retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 3)
+        # One quick retry (a reconnect after a Redis restart), then a clear error: a feed
+        # is not held up for long by a store that is down (and never past its deadline).
+        retry = Retry(ExponentialBackoff(cap=0.2, base=0.02), 1)
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=64,
@@ -74,13 +88,34 @@ class RedisStore:
         except (ValueError, KeyError, TypeError, struct.error) as error:
             raise StoreUnavailable(f"stored session is unreadable: {error}") from error
 
-    async def save(self, record: SessionRecord, expected_version: int) -> None:
+    async def save(
+        self, record: SessionRecord, expected_version: int, deadline_unix_s: float | None = None
+    ) -> None:
+        """Store ``record`` if the stored version is ``expected_version``; with a deadline,
+        give up (``StoreUnavailable``) just after it and fence the write at it in Redis."""
         ttl_ms = max(1, int(record.ttl_s * 1000))
-        args = [expected_version, record.version, record.encode(), ttl_ms, secrets.token_hex(8)]
+        deadline_ms = 0 if deadline_unix_s is None else int(deadline_unix_s * 1000)
+        args = [
+            expected_version,
+            record.version,
+            record.encode(),
+            ttl_ms,
+            secrets.token_hex(8),
+            deadline_ms,
+        ]
+        call = self._save(keys=[key_of(record.id)], args=args)
         try:  # the client retries connection errors itself; the token keeps that safe
-            answer = await self._save(keys=[key_of(record.id)], args=args)
+            if deadline_unix_s is None:
+                answer = await call
+            else:
+                wait_s = max(0.0, deadline_unix_s - time.time()) + ANSWER_GRACE_S
+                answer = await asyncio.wait_for(call, wait_s)
+        except TimeoutError as error:
+            raise StoreUnavailable("session store did not answer before the deadline") from error
         except RedisError as error:
             raise StoreUnavailable(f"session store unavailable: {error}") from error
+        if int(answer) == 0:
+            raise StoreUnavailable("session store answered after the deadline; not stored")
         if int(answer) != 1:
             found = -1 - int(answer)
             raise StoreConflict(

@@ -1,0 +1,126 @@
+"""The process split (#13): supervisor, engine process, API processes, one error table."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.api import errors as api_errors
+from service.engine import errors
+from tests.serverproc import start_server
+
+pytestmark = pytest.mark.integration
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc), newest last."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return sorted(found)
+
+
+def _engine_pid(server_pid: int) -> int:
+    """The engine is the supervisor's child whose command line says run_engine... or, simply,
+    the one started first (the supervisor starts API processes only once it is ready)."""
+    children = _children(server_pid)
+    procs = [(Path(f"/proc/{p}/stat").read_text().split()[21], p) for p in children]
+    started = sorted((int(ticks), pid) for ticks, pid in procs)
+    # multiprocessing's resource tracker may also be a child: skip it by its command line
+    for _, pid in started:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"resource_tracker" not in cmdline:
+            return pid
+    raise AssertionError(f"no engine process among {children}")
+
+
+def test_killing_the_engine_turns_readiness_503_and_the_supervisor_exits_non_zero(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    server = start_server({"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint)}, tmp_path / "s.log")
+    try:
+        assert httpx.post(server.url + "/v1/predict", json={"text": "the"}).status_code == 200
+        engine = _engine_pid(server.process.pid)
+        os.kill(engine, signal.SIGKILL)
+        seen = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                seen = httpx.get(server.url + "/readyz", timeout=2)
+            except httpx.HTTPError:
+                break  # the API process is gone already
+            if seen.status_code == 503:
+                break
+            time.sleep(0.02)
+        assert seen is not None and seen.status_code == 503, seen
+        assert "engine" in seen.json()["reason"]
+        work = httpx.post(server.url + "/v1/predict", json={"text": "the"})
+        assert work.status_code == 503 and work.json()["error"]["code"] == "not_ready"
+        assert server.process.wait(timeout=30) != 0
+    finally:
+        server.stop(signal.SIGKILL)
+
+
+def test_two_api_processes_serve_one_session_like_one_process(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    words = "the company said it expects sales to rise in the next quarter".split()
+
+    def run(api_workers: int) -> tuple[list[tuple[int, list[str]]], str]:
+        env = {
+            "LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint),
+            "LSTM_SERVE_API_WORKERS": str(api_workers),
+        }
+        server = start_server(env, tmp_path / f"{api_workers}.log")
+        try:
+            created = httpx.post(server.url + "/v1/sessions", json={"text": ""}).json()
+            answers = []
+            for word in words:  # a fresh connection each time: any process may answer
+                feed = httpx.post(
+                    f"{server.url}/v1/sessions/{created['session_id']}/feed",
+                    json={"text": word, "k": 3},
+                    headers={"Connection": "close"},
+                )
+                assert feed.status_code == 200, feed.text
+                body = feed.json()
+                answers.append((body["position"], [p["word"] for p in body["predictions"]]))
+            return answers, server.log()
+        finally:
+            assert server.stop() == 0
+
+    alone, _ = run(1)
+    shared, log = run(2)
+    assert shared == alone
+    served_by = set(re.findall(r"\[(api-\d+)\] lstm_serve.access POST", log))
+    assert len(served_by) == 2, served_by  # both processes answered feeds of the session
+
+
+def test_every_typed_error_maps_to_a_status_and_a_stream_error() -> None:
+    class Narrower(errors.SessionNotFound):
+        """A subclass maps like its base."""
+
+    for kind in errors.ALL_ERRORS:
+        error = kind.__new__(kind)
+        errors.ServeError.__init__(error, "message")
+        status = api_errors.status_of(error)
+        assert 400 <= status < 600 and status != 500, kind
+        assert api_errors.ws_error(error)["code"] == kind.code
+        assert errors.from_code(kind.code, "m").code == kind.code  # across the channel
+    assert api_errors.status_of(Narrower("x")) == 404
+    assert api_errors.ws_error(Narrower("x"))["code"] == "session_not_found"
+    assert api_errors.status_of(errors.ServeError("bug")) == 500
+    assert api_errors.ws_error(errors.ServeError("bug"))["code"] == "internal"
