@@ -56,6 +56,7 @@ COPY pyproject.toml README.md ./
 COPY models/ models/
 COPY service/ service/
 COPY bench/ bench/
+COPY lstm_serve/ lstm_serve/
 # A non-editable install: the bundled model is package data of `models`. Fail the build
 # rather than ship an image without it (-I: import the installed package, not ./models).
 # hadolint ignore=SC2086

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
@@ -144,11 +144,11 @@ class Admission:
 
 def invalid(error: ValidationError) -> InvalidRequest:
     """A pydantic failure as the contract's ``invalid_request``, first problem first."""
-    details = [
+    details: list[dict[str, Any]] = [
         {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
         for e in error.errors(include_url=False, include_context=False, include_input=False)
     ]
-    first = details[0] if details else {"loc": [], "msg": "invalid request", "type": None}
+    first: dict[str, Any] = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(part) for part in first["loc"]) or "body"
     message = first["msg"]
     if first.get("type") == "json_invalid":

@@ -6,10 +6,11 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
-from service.api import errors, routes_ops, routes_sessions, routes_text, routes_ui
+from service.api import errors, routes_openai, routes_ops, routes_sessions, routes_text, routes_ui
 from service.api.admission import Admission
 from service.api.drain import Drain
 from service.api.load_shedding import LoopLag
@@ -62,13 +63,14 @@ def create_app(settings: Settings, engine_address: str) -> FastAPI:
     app.include_router(routes_ops.router)
     app.include_router(routes_text.router)
     app.include_router(routes_sessions.router)
+    app.include_router(routes_openai.router)
     routes_ui.install(app)
     app.add_api_websocket_route("/v1/stream", stream_endpoint, name="stream")
     app.add_middleware(ServingMiddleware, metrics=metrics, drain=app.state.drain)
     return app
 
 
-def _no_native_telemetry() -> dict[str, object]:
+def _no_native_telemetry() -> dict[str, Any]:
     """Newer FastAPI asks OpenTelemetry's environment on every request; we export our own
     Prometheus metrics, so switch that off where the option exists."""
     if "telemetry" in inspect.signature(FastAPI.__init__).parameters:

@@ -5,7 +5,7 @@ the contract's one shape."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,7 +42,7 @@ def _kind(error: errors.ServeError) -> type[errors.ServeError] | None:
     """The table's entry for ``error``: its class or the nearest base the table knows."""
     for kind in type(error).__mro__:
         if kind in STATUS:
-            return kind  # type: ignore[return-value]
+            return cast(type[errors.ServeError], kind)
     return None
 
 
@@ -93,7 +93,8 @@ def responses(
     out: dict[int | str, dict[str, Any]] = {}
     if ok is not None:
         out[ok_status] = {"model": ok, "description": "the answer"}
-    for kind in (errors.InvalidRequest, *kinds):
+    listed: tuple[type[errors.ServeError], ...] = (errors.InvalidRequest, *kinds)
+    for kind in listed:
         out[STATUS[kind]] = {"model": ErrorResponse, "description": kind.__doc__ or kind.code}
     return out
 

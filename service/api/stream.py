@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +136,7 @@ class StreamConnection:
             if isinstance(message, WsClose):
                 return
 
-    def _parse(self, frame: dict[str, Any]) -> Any:
+    def _parse(self, frame: Mapping[str, Any]) -> Any:
         message_id = None
         try:
             raw = frame.get("text")

@@ -8,6 +8,8 @@ values of several processes combine (the engine is one process: ``mostrecent``).
 
 from __future__ import annotations
 
+from typing import Final
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 COMPUTE_BUCKETS_S = (
@@ -25,7 +27,7 @@ COMPUTE_BUCKETS_S = (
     1.0,
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-ONE_PROCESS = "mostrecent"  # the engine's gauges have one writer
+ONE_PROCESS: Final = "mostrecent"  # the engine's gauges have one writer
 
 
 class EngineMetrics:
@@ -91,6 +93,15 @@ class EngineMetrics:
         self.sessions_evicted = self._counter(
             "lstm_serve_sessions_evicted_total",
             "Idle sessions moved out of the state pool to the session store",
+        )
+        self.session_state_ops = self._counter(
+            "lstm_serve_session_state_ops_total",
+            "Session state operations, by kind (fork, rewind, export, import)",
+            ("kind",),
+        )
+        self.session_history_bytes = self._gauge(
+            "lstm_serve_session_history_bytes",
+            "State pool bytes held by rewind histories (LSTM_SERVE_SESSION_HISTORY)",
         )
 
     def _store(self) -> None:

@@ -84,7 +84,7 @@ class RedisStore:
         if blob is None:
             return None
         try:
-            return SessionRecord.decode(blob)
+            return SessionRecord.decode(blob if isinstance(blob, bytes) else blob.encode())
         except (ValueError, KeyError, TypeError, struct.error) as error:
             raise StoreUnavailable(f"stored session is unreadable: {error}") from error
 
@@ -95,12 +95,12 @@ class RedisStore:
         give up (``StoreUnavailable``) just after it and fence the write at it in Redis."""
         ttl_ms = max(1, int(record.ttl_s * 1000))
         deadline_ms = 0 if deadline_unix_s is None else int(deadline_unix_s * 1000)
-        args = [
+        args: list[bytes | int] = [
             expected_version,
             record.version,
             record.encode(),
             ttl_ms,
-            secrets.token_hex(8),
+            secrets.token_hex(8).encode(),
             deadline_ms,
         ]
         call = self._save(keys=[key_of(record.id)], args=args)
