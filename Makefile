@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup setup-test run test lint format clean deploy-check smoke-docker
+.PHONY: setup setup-test run test lint typecheck format clean deploy-check smoke-docker
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ setup-test: $(VENV)/.installed-test
 run: setup
 	LSTM_SERVE_HOST=$(HOST) LSTM_SERVE_PORT=$(PORT) $(VENV)/bin/lstm-serve
 
+# mypy settings live in pyproject.toml ([tool.mypy]).
+typecheck: setup-test
+	$(VENV)/bin/mypy models service
+
 lint: setup-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -43,6 +47,7 @@ format: setup-test
 test: setup-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy models service
 	$(PY) -m pytest -q
 
 deploy-check: setup-test

@@ -55,7 +55,7 @@ done
 wait
 stamp "training done"
 
-timeout 80 "$PY" -m bench.engine_bench --device cuda --parts lone,predict,feeds,generation \
+timeout 80 "$PY" -m bench.micro.engine_bench --device cuda --parts lone,predict,feeds,generation \
   --duration-s 2 --json "$R/engine_cuda.json" >"$R/engine_cuda.log" 2>&1
 stamp "engine bench done"
 

@@ -10,6 +10,7 @@ coupled-gate LSTMs run their reference cell step by step.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +31,8 @@ class HiddenOnly(nn.Module):
 
     @property
     def weight_hh_l0(self) -> Tensor:
-        return self.rnn.weight_hh_l0
+        # Registered at runtime by nn.RNNBase, so torch's stubs cannot know it is a Tensor.
+        return cast(Tensor, self.rnn.weight_hh_l0)
 
     def forward(
         self, x: Tensor | PackedSequence, state: State
@@ -65,11 +67,11 @@ class LoopedLSTM(nn.Module):
     def forward(
         self, x: Tensor | PackedSequence, state: State
     ) -> tuple[Tensor | PackedSequence, State]:
-        packed = isinstance(x, PackedSequence)
-        if packed:
+        lengths: Tensor | None = None  # set only for a packed batch
+        if isinstance(x, PackedSequence):
             padded, lengths = pad_packed_sequence(x, batch_first=True)
         else:
-            padded, lengths = x, None
+            padded = x
         h, c = state[0][0], state[1][0]
         # Every step's input projection in one product; only h @ W_hh stays in the loop.
         projected = padded @ self.weight_ih_l0.T + self.bias_l0
@@ -85,7 +87,7 @@ class LoopedLSTM(nn.Module):
                 c = torch.where(live, c_next, c)
             outputs.append(h_next)
         out = torch.stack(outputs, dim=1)
-        if packed:
+        if lengths is not None:
             return pack_padded_sequence(out, lengths, batch_first=True, enforce_sorted=False), (
                 h[None],
                 c[None],

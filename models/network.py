@@ -7,6 +7,8 @@ Serving interface (batch first):
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -88,7 +90,9 @@ class LanguageModel(nn.Module):
         if not (self.training and self.config.weight_drop > 0):
             return layer(x, state)
         name = "rnn.weight_hh_l0" if hasattr(layer, "rnn") else "weight_hh_l0"
-        dropped = nn.functional.dropout(layer.weight_hh_l0, self.config.weight_drop, True)
+        # Every layer make_layer builds has weight_hh_l0 (a Parameter set at runtime).
+        weight_hh = cast(Tensor, layer.weight_hh_l0)
+        dropped = nn.functional.dropout(weight_hh, self.config.weight_drop, True)
         return functional_call(layer, {name: dropped}, (x, state))
 
     def parameter_count(self) -> int:

@@ -71,7 +71,13 @@ _LARGE = Recipe(
     init_range=0.04,
     **_zaremba(35, 1.0, 10.0),
 )
-_PLATEAU = {"schedule": "plateau", "lr": 20.0, "lr_decay": 4.0, "clip": 0.25, "epochs": 40}
+_PLATEAU: dict[str, Any] = {
+    "schedule": "plateau",
+    "lr": 20.0,
+    "lr_decay": 4.0,
+    "clip": 0.25,
+    "epochs": 40,
+}
 
 RECIPES: dict[str, Recipe] = {
     "small": _SMALL,

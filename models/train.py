@@ -13,8 +13,10 @@ import contextlib
 import math
 import platform
 import time
-from dataclasses import replace
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn import functional
@@ -133,9 +135,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+@dataclass
+class Schedule:
+    """Where training stands between epochs; a resumed run reads it back from OUT/last."""
+
+    lr: float
+    start_epoch: int = 1
+    best_valid: float = math.inf
+    elapsed_before: float = 0.0
+    history: list[list[float]] = field(default_factory=list)  # [epoch, lr, valid ppl] each
+
+
+@dataclass
+class Run:
+    """What the epoch loop reads and does not change: the model, its data and the options."""
+
+    args: argparse.Namespace
+    recipe: Recipe
+    device: torch.device
+    model: LanguageModel
+    vocabulary: Vocabulary
+    normalizer: Normalizer
+    model_id: str
+    train_rows: torch.Tensor
+    valid_stream: torch.Tensor
+    average: WeightAverage | None
+    averaged_from: int
+
+    def evaluated(self) -> AbstractContextManager[object]:
+        """Evaluate and keep the averaged weights when averaging, else the live ones."""
+        return self.average.swapped_in() if self.average is not None else contextlib.nullcontext()
+
+
+def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Recipe]:
+    """The options, and the recipe with the command line's overrides applied.
+
+    With ``--resume``, ``--lr`` is not the recipe's starting rate but the rate from now on.
+    """
     args = build_parser().parse_args(argv)
-    recipe = RECIPES[args.recipe]
     overrides = {
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -143,42 +180,182 @@ def main(argv: list[str] | None = None) -> None:
         "seed": args.seed,
         "cell": args.cell,
     }
-    recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    recipe = replace(RECIPES[args.recipe], **{k: v for k, v in overrides.items() if v is not None})
+    return args, recipe
+
+
+def prepare_torch(args: argparse.Namespace, recipe: Recipe) -> torch.device:
+    """Threads and seed before any model is built, so a run is repeatable."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(recipe.seed)
-    device = pick_device(args.device)
-    normalizer = Normalizer(kind=args.normalizer, lowercase=args.normalizer == "ptb")
-    start_epoch, lr, best_valid, elapsed_before = 1, recipe.lr, math.inf, 0.0
-    history: list[list[float]] = []  # [epoch, lr, valid perplexity] of every epoch
+    return pick_device(args.device)
+
+
+def build_model(recipe: Recipe, vocabulary: Vocabulary, device: torch.device) -> LanguageModel:
+    """A fresh model of the recipe's architecture, initialised as the recipe says."""
+    config = ModelConfig(
+        vocab_size=len(vocabulary),
+        embedding_size=recipe.embedding_size,
+        hidden_size=recipe.hidden_size,
+        num_layers=recipe.num_layers,
+        tied=recipe.tied,
+        cell=recipe.cell,
+        dropout_input=recipe.dropout_input,
+        dropout_hidden=recipe.dropout_hidden,
+        dropout_output=recipe.dropout_output,
+        weight_drop=recipe.weight_drop,
+    )
+    model = LanguageModel(config)
+    model.reset_parameters(recipe.init_range)
+    model.to(device)
+    return model
+
+
+def resume_or_build(
+    args: argparse.Namespace, recipe: Recipe, device: torch.device
+) -> tuple[LanguageModel, Vocabulary, Schedule]:
+    """The model, its vocabulary and the schedule: from ``--resume``'s checkpoint, or new
+    (the vocabulary then built from the training text)."""
     if args.resume:
         resumed = load(args.resume, device)
-        model, vocabulary = resumed.model, resumed.vocabulary
         state = resumed.card["training"]
-        start_epoch, lr = state["epochs"] + 1, args.lr or state["lr"]
-        best_valid, elapsed_before = state["best_valid_nll"], state["seconds"]
-        history = list(state.get("history", []))
-    else:
-        vocabulary = Vocabulary.from_corpus(read_lines(split_path(args.data, "train")))
-        config = ModelConfig(
-            vocab_size=len(vocabulary),
-            embedding_size=recipe.embedding_size,
-            hidden_size=recipe.hidden_size,
-            num_layers=recipe.num_layers,
-            tied=recipe.tied,
-            cell=recipe.cell,
-            dropout_input=recipe.dropout_input,
-            dropout_hidden=recipe.dropout_hidden,
-            dropout_output=recipe.dropout_output,
-            weight_drop=recipe.weight_drop,
+        schedule = Schedule(
+            lr=args.lr or state["lr"],
+            start_epoch=state["epochs"] + 1,
+            best_valid=state["best_valid_nll"],
+            elapsed_before=state["seconds"],
+            history=list(state.get("history", [])),
         )
-        model = LanguageModel(config)
-        model.reset_parameters(recipe.init_range)
-        model.to(device)
-    train_rows = batchify(
-        encode_file(split_path(args.data, "train"), vocabulary), recipe.batch_size
-    ).to(device)
-    valid_stream = encode_file(split_path(args.data, "valid"), vocabulary)
+        return resumed.model, resumed.vocabulary, schedule
+    vocabulary = Vocabulary.from_corpus(read_lines(split_path(args.data, "train")))
+    return build_model(recipe, vocabulary, device), vocabulary, Schedule(lr=recipe.lr)
+
+
+def load_data(
+    data: Path, vocabulary: Vocabulary, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training rows ``[batch_size, N]`` on ``device`` and the validation token stream."""
+    train_rows = batchify(encode_file(split_path(data, "train"), vocabulary), batch_size).to(device)
+    return train_rows, encode_file(split_path(data, "valid"), vocabulary)
+
+
+def start_average(
+    args: argparse.Namespace,
+    model: LanguageModel,
+    train_rows: torch.Tensor,
+    recipe: Recipe,
+    device: torch.device,
+    start_epoch: int,
+) -> tuple[WeightAverage | None, int]:
+    """With ``--average``: the running weight average (extending ``--average-from``'s if
+    given) and the epoch it runs from; without it, ``None``."""
+    if not args.average:
+        return None, start_epoch
+    if args.average_from is None:
+        return WeightAverage(model), start_epoch
+    previous = load(args.average_from, device)
+    steps_per_epoch = math.ceil((train_rows.shape[1] - 1) / recipe.bptt)
+    count = averaged_steps(previous.card, steps_per_epoch)
+    averaged_from = previous.card["training"]["averaged_from_epoch"]
+    print(f"extending the average of {count:,} iterates from epoch {averaged_from}")
+    return WeightAverage.continuing(model, previous.model, count), averaged_from
+
+
+def train_and_validate(run: Run, epoch: int, lr: float) -> tuple[float, float]:
+    """One epoch of training at ``lr``, then validation: mean NLLs (nats/token)."""
+    steps = math.ceil((run.train_rows.shape[1] - 1) / run.recipe.bptt)
+    progress = Progress(steps, f"epoch {epoch}/{run.recipe.epochs} lr {lr:.4g}")
+    train_nll = train_epoch(run.model, run.train_rows, run.recipe, lr, progress, run.average)
+    progress.close()
+    with run.evaluated():
+        valid_nll = mean_nll(run.model, run.valid_stream)
+    return train_nll, valid_nll
+
+
+def training_card(run: Run, epoch: int, schedule: Schedule, seconds: float) -> dict[str, Any]:
+    """The checkpoint card after ``epoch``: what resuming needs, and where it was trained."""
+    args, average = run.args, run.average
+    return {
+        "training": {
+            "recipe": args.recipe,
+            "hyperparameters": run.recipe.to_dict(),
+            "epochs": epoch,
+            "lr": schedule.lr,
+            "best_valid_nll": schedule.best_valid,
+            "seconds": round(seconds, 1),
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "device": str(run.device),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "data": str(args.data.name),
+            "history": schedule.history,
+            "averaged_from_epoch": (
+                run.averaged_from if average is not None else state_averaged(args.resume)
+            ),
+        },
+        "data": {"name": args.data.name, "normalizer": run.normalizer.kind},
+    }
+
+
+def lr_after(
+    run: Run, lr: float, epoch: int, improved: bool, remaining_s: float, epoch_s: float
+) -> float:
+    """The next epoch's rate; fixed while averaging, annealed early when time runs out."""
+    if run.average is not None:
+        return lr
+    lr = next_lr(run.recipe, lr, epoch, improved)
+    if remaining_s < run.args.anneal_epochs * epoch_s and improved:
+        lr = lr / run.recipe.lr_decay  # out of time: anneal now rather than never
+    return lr
+
+
+def save_epoch(run: Run, card: dict[str, Any], improved: bool, valid_nll: float) -> None:
+    """``OUT/last`` always; ``OUT/best`` (evaluated weights, with its perplexity) if improved."""
+    out = run.args.out
+    save(Checkpoint(run.model, run.vocabulary, run.normalizer, run.model_id, card), out / "last")
+    if improved:
+        card = {**card, "valid_perplexity": round(math.exp(valid_nll), 2)}
+        with run.evaluated():
+            save(
+                Checkpoint(run.model, run.vocabulary, run.normalizer, run.model_id, card),
+                out / "best",
+            )
+
+
+def run_epochs(run: Run, schedule: Schedule, started: float) -> None:
+    """Train, validate and save each epoch until the recipe's last, or ``--max-time-s``."""
+    for epoch in range(schedule.start_epoch, run.recipe.epochs + 1):
+        epoch_start = time.monotonic()
+        train_nll, valid_nll = train_and_validate(run, epoch, schedule.lr)
+        improved = valid_nll < schedule.best_valid
+        seconds = schedule.elapsed_before + time.monotonic() - started
+        epoch_seconds = time.monotonic() - epoch_start
+        print(
+            f"epoch {epoch}: train ppl {math.exp(train_nll):.2f} valid ppl "
+            f"{math.exp(valid_nll):.2f} lr {schedule.lr:.4g} {epoch_seconds:.0f}s "
+            f"{'(best)' if improved else ''}",
+            flush=True,
+        )
+        schedule.best_valid = min(schedule.best_valid, valid_nll)
+        schedule.history.append([epoch, schedule.lr, round(math.exp(valid_nll), 2)])
+        card = training_card(run, epoch, schedule, seconds)
+        remaining = run.args.max_time_s - (time.monotonic() - started)
+        schedule.lr = lr_after(run, schedule.lr, epoch, improved, remaining, epoch_seconds)
+        card["training"]["lr"] = schedule.lr  # the rate the next epoch (or a resume) starts at
+        save_epoch(run, card, improved, valid_nll)
+        if remaining < epoch_seconds:
+            print(f"time budget reached after epoch {epoch}", flush=True)
+            break
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse, build or resume, load the data, then train epoch by epoch (module docstring)."""
+    args, recipe = parse_arguments(argv)
+    device = prepare_torch(args, recipe)
+    normalizer = Normalizer(kind=args.normalizer, lowercase=args.normalizer == "ptb")
+    model, vocabulary, schedule = resume_or_build(args, recipe, device)
+    train_rows, valid_stream = load_data(args.data, vocabulary, recipe.batch_size, device)
     model_id = args.model_id or args.out.name
     started = time.monotonic()
     print(
@@ -186,71 +363,23 @@ def main(argv: list[str] | None = None) -> None:
         f"{train_rows.numel():,} training tokens, device {device}",
         flush=True,
     )
-    epoch_seconds = 0.0
-    average = WeightAverage(model) if args.average else None
-    averaged_from = start_epoch
-    if average is not None and args.average_from is not None:
-        previous = load(args.average_from, device)
-        steps_per_epoch = math.ceil((train_rows.shape[1] - 1) / recipe.bptt)
-        count = averaged_steps(previous.card, steps_per_epoch)
-        average = WeightAverage.continuing(model, previous.model, count)
-        averaged_from = previous.card["training"]["averaged_from_epoch"]
-        print(f"extending the average of {count:,} iterates from epoch {averaged_from}")
-    evaluated = average.swapped_in if average is not None else contextlib.nullcontext
-    for epoch in range(start_epoch, recipe.epochs + 1):
-        epoch_start = time.monotonic()
-        steps = math.ceil((train_rows.shape[1] - 1) / recipe.bptt)
-        progress = Progress(steps, f"epoch {epoch}/{recipe.epochs} lr {lr:.4g}")
-        train_nll = train_epoch(model, train_rows, recipe, lr, progress, average)
-        progress.close()
-        with evaluated():
-            valid_nll = mean_nll(model, valid_stream)
-        improved = valid_nll < best_valid
-        seconds = elapsed_before + time.monotonic() - started
-        epoch_seconds = time.monotonic() - epoch_start
-        print(
-            f"epoch {epoch}: train ppl {math.exp(train_nll):.2f} valid ppl "
-            f"{math.exp(valid_nll):.2f} lr {lr:.4g} {epoch_seconds:.0f}s "
-            f"{'(best)' if improved else ''}",
-            flush=True,
-        )
-        best_valid = min(best_valid, valid_nll)
-        history.append([epoch, lr, round(math.exp(valid_nll), 2)])
-        card = {
-            "training": {
-                "recipe": args.recipe,
-                "hyperparameters": recipe.to_dict(),
-                "epochs": epoch,
-                "lr": lr,
-                "best_valid_nll": best_valid,
-                "seconds": round(seconds, 1),
-                "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-                "device": str(device),
-                "torch": torch.__version__,
-                "threads": torch.get_num_threads(),
-                "data": str(args.data.name),
-                "history": history,
-                "averaged_from_epoch": (
-                    averaged_from if average is not None else state_averaged(args.resume)
-                ),
-            },
-            "data": {"name": args.data.name, "normalizer": normalizer.kind},
-        }
-        remaining = args.max_time_s - (time.monotonic() - started)
-        if average is None:
-            lr = next_lr(recipe, lr, epoch, improved)
-            if remaining < args.anneal_epochs * epoch_seconds and improved:
-                lr = lr / recipe.lr_decay  # out of time: anneal now rather than never
-        card["training"]["lr"] = lr
-        checkpoint = Checkpoint(model, vocabulary, normalizer, model_id, card)
-        save(checkpoint, args.out / "last")
-        if improved:
-            card = {**card, "valid_perplexity": round(math.exp(valid_nll), 2)}
-            with evaluated():
-                save(Checkpoint(model, vocabulary, normalizer, model_id, card), args.out / "best")
-        if remaining < epoch_seconds:
-            print(f"time budget reached after epoch {epoch}", flush=True)
-            break
+    average, averaged_from = start_average(
+        args, model, train_rows, recipe, device, schedule.start_epoch
+    )
+    run = Run(
+        args=args,
+        recipe=recipe,
+        device=device,
+        model=model,
+        vocabulary=vocabulary,
+        normalizer=normalizer,
+        model_id=model_id,
+        train_rows=train_rows,
+        valid_stream=valid_stream,
+        average=average,
+        averaged_from=averaged_from,
+    )
+    run_epochs(run, schedule, started)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 The event loop (HTTP, WebSocket, JSON) runs Python and needs the GIL; the inference
 thread runs torch ops, which release the GIL while they compute and must win it back
 after each one. Two defaults follow from measurements on a 2-core machine (BENCHMARKS.md
-§3, ``python -m bench.gil_convoy``):
+§3, ``python -m bench.micro.gil_convoy``):
 
 * the engine's torch threads get the CPUs the API processes leave
   (``Settings.engine_threads``);

@@ -5,6 +5,7 @@ Nothing else in the code base reads ``os.environ``; tests build ``Settings(...)`
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -77,6 +78,26 @@ class Settings(BaseSettings):
         description="most sessions kept in the state pool; idle ones past it move "
         "to the session store and come back on use (0 = no limit)",
     )
+    session_history: int = Field(
+        32,
+        ge=0,
+        le=4096,
+        description="tokens a session can rewind (each kept state costs one state slot: "
+        "layers x (hidden + cell) x 4 bytes); 0 = no rewind",
+    )
+    prefix_cache_bytes: int = Field(
+        -1,
+        ge=-1,
+        description="state bytes kept for prefixes of stateless predicts (autocomplete "
+        "clients re-sending a growing text); -1 = sized for the machine (1/64 of memory, "
+        "at most 256 MiB); 0 = off",
+    )
+    state_key: str = Field(
+        "",
+        repr=False,
+        description="HMAC key that signs exported session states; unset = a random key at "
+        "each start (tokens then import only into this run of this server)",
+    )
     threads: int = Field(
         0,
         ge=0,
@@ -139,7 +160,20 @@ class Settings(BaseSettings):
             session_durability=self.session_durability,
             write_behind_interval_s=self.write_behind_interval_s,
             max_resident_sessions=self.max_resident_sessions,
+            session_history=self.session_history,
+            state_key=self.state_key,
+            prefix_cache_bytes=self.prefix_cache_budget_bytes(),
         )
+
+    def prefix_cache_budget_bytes(self) -> int:
+        """``prefix_cache_bytes``, with -1 resolved to 1/64 of memory, at most 256 MiB."""
+        if self.prefix_cache_bytes >= 0:
+            return self.prefix_cache_bytes
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError):
+            memory = 4 << 30
+        return min(256 << 20, memory // 64)
 
     @cached_property
     def api_key_set(self) -> frozenset[str]:

@@ -1,100 +1,22 @@
-"""Start a real ``python -m service`` process on 127.0.0.1 for integration tests."""
+"""Re-export of ``bench.serverproc``: the one way to start a real server, shared with bench/.
 
-from __future__ import annotations
+Tests may import bench, never the reverse (``tests/test_layers.py``), so the logic lives there.
+"""
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from bench.serverproc import (
+    ROOT,
+    ServerProcess,
+    free_port,
+    running_server,
+    start_server,
+    wait_until_ready,
+)
 
-import httpx
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class ServerProcess:
-    process: subprocess.Popen[bytes]
-    port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait(timeout=10)
-
-
-def start_server(
-    env: dict[str, str], log_path: Path, ready_timeout_s: float = 90.0, wait_ready: bool = True
-) -> ServerProcess:
-    """Spawn the server with ``LSTM_SERVE_*`` ``env`` and wait until ``/readyz`` is 200."""
-    port = int(env.get("LSTM_SERVE_PORT") or free_port())
-    full_env = {
-        **os.environ,
-        "LSTM_SERVE_HOST": "127.0.0.1",
-        "LSTM_SERVE_PORT": str(port),
-        "LSTM_SERVE_DEVICE": "cpu",
-        "PYTHONUNBUFFERED": "1",
-        **env,
-    }
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "service"],
-        cwd=ROOT,
-        env=full_env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    server = ServerProcess(process, port, log_path)
-    if wait_ready:
-        wait_until_ready(server, ready_timeout_s)
-    return server
-
-
-def wait_until_ready(server: ServerProcess, timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{server.log()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    server.stop(signal.SIGKILL)
-    raise RuntimeError(f"server not ready within {timeout_s}s:\n{server.log()}")
-
-
-@contextlib.contextmanager
-def running_server(env: dict[str, str], log_path: Path) -> Iterator[ServerProcess]:
-    server = start_server(env, log_path)
-    try:
-        yield server
-    finally:
-        server.stop()
+__all__ = [
+    "ROOT",
+    "ServerProcess",
+    "free_port",
+    "running_server",
+    "start_server",
+    "wait_until_ready",
+]

@@ -11,7 +11,6 @@ from models.checkpoint import load
 from models.data import encode_file, split_path
 from models.evaluate import mean_nll
 from service.settings import DEFAULT_MODEL_PATH
-from tests.conftest import PTB_DIR
 
 MEDIUM_MODEL_PATH = DEFAULT_MODEL_PATH.parent / "medium"
 
@@ -21,14 +20,16 @@ MEDIUM_MODEL_PATH = DEFAULT_MODEL_PATH.parent / "medium"
     [(DEFAULT_MODEL_PATH, 200, 88.0), (MEDIUM_MODEL_PATH, 650, 76.0)],
     ids=["default-2x200", "medium-2x650"],
 )
-def test_bundled_model_matches_its_card(path: Path, size: int, target: float) -> None:
+def test_bundled_model_matches_its_card(
+    path: Path, size: int, target: float, ptb_dir: Path
+) -> None:
     checkpoint = load(path)
     config = checkpoint.model.config
     assert (config.num_layers, config.hidden_size, config.tied) == (2, size, True)
     assert checkpoint.normalizer.kind == "ptb"
     recorded = checkpoint.card["test_perplexity"]
     assert recorded <= target
-    stream = encode_file(split_path(PTB_DIR, "test"), checkpoint.vocabulary)
+    stream = encode_file(split_path(ptb_dir, "test"), checkpoint.vocabulary)
     measured = math.exp(mean_nll(checkpoint.model, stream))
     assert abs(measured - recorded) < 0.01, (measured, recorded)
     assert f"**{recorded}**" in (path / "MODEL_CARD.md").read_text()

@@ -30,7 +30,7 @@ from models.data import encode_file, split_path
 from models.evaluate import cached_mean_nll, mean_nll
 from models.network import LanguageModel
 from models.vocabulary import Vocabulary
-from tests.conftest import PTB_DIR, ROOT, make_checkpoint
+from tests.conftest import ROOT, make_checkpoint
 
 torch.set_num_threads(1)
 DEFAULT_MODEL_PATH = ROOT / "models" / "default"
@@ -42,9 +42,9 @@ def tiny(tiny_checkpoint: Path):
 
 
 @pytest.fixture(scope="module")
-def valid_slice(tiny) -> torch.Tensor:
+def valid_slice(tiny, ptb_dir: Path) -> torch.Tensor:
     """The first 600 tokens of PTB valid (several sentences, repeated words)."""
-    return encode_file(split_path(PTB_DIR, "valid"), tiny.vocabulary)[:600]
+    return encode_file(split_path(ptb_dir, "valid"), tiny.vocabulary)[:600]
 
 
 def random_step(batch: int = 4, width: int = 7, hidden: int = 5, vocab: int = 11, seed: int = 0):
@@ -230,19 +230,22 @@ def test_grid_matches_the_exact_evaluation(tiny, valid_slice: torch.Tensor) -> N
         assert nll[k, w, j].item() == pytest.approx(exact, rel=1e-5)
 
 
-def write_split_slices(directory: Path, lines: int = 60) -> Path:
+def write_split_slices(directory: Path, ptb_dir: Path, lines: int = 60) -> Path:
     directory.mkdir()
     for split in ("valid", "test"):
-        text = split_path(PTB_DIR, split).read_text().splitlines()[:lines]
+        text = split_path(ptb_dir, split).read_text().splitlines()[:lines]
         (directory / f"ptb.{split}.txt").write_text("\n".join(text) + "\n")
     return directory
 
 
 def test_tune_and_evaluate_write_the_card_not_the_weights(
-    tmp_path: Path, ptb_vocabulary: Vocabulary, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    ptb_vocabulary: Vocabulary,
+    ptb_dir: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     checkpoint = make_checkpoint(tmp_path / "ckpt", ptb_vocabulary)
-    data = write_split_slices(tmp_path / "data")
+    data = write_split_slices(tmp_path / "data", ptb_dir)
     evaluate.main(["--checkpoint", str(checkpoint), "--data", str(data), "--split", "valid"])
     weights = read_config(checkpoint)["weights"]
     grid = ["--thetas", "0.5", "1", "--lambdas", "0.1", "0.2", "--windows", "50", "200"]
@@ -261,9 +264,11 @@ def test_tune_and_evaluate_write_the_card_not_the_weights(
     assert model_card == render(read_config(checkpoint))
 
 
-def test_evaluate_cache_needs_settings(tmp_path: Path, ptb_vocabulary: Vocabulary) -> None:
+def test_evaluate_cache_needs_settings(
+    tmp_path: Path, ptb_vocabulary: Vocabulary, ptb_dir: Path
+) -> None:
     checkpoint = make_checkpoint(tmp_path / "ckpt", ptb_vocabulary)
-    data = write_split_slices(tmp_path / "data", lines=5)
+    data = write_split_slices(tmp_path / "data", ptb_dir, lines=5)
     with pytest.raises(SystemExit, match=r"models\.tune_cache"):
         evaluate.main(["--checkpoint", str(checkpoint), "--data", str(data), "--cache"])
     args = ["--cache-theta", "1", "--cache-lambda", "0.1", "--cache-window", "100"]
@@ -281,10 +286,10 @@ def test_bundled_cards_record_the_cache_and_meet_the_targets(path: Path, target:
     assert card["valid_perplexity_cache"] < card["valid_perplexity"]
 
 
-def test_bundled_model_gains_from_its_tuned_cache_on_a_slice_of_valid() -> None:
+def test_bundled_model_gains_from_its_tuned_cache_on_a_slice_of_valid(ptb_dir: Path) -> None:
     checkpoint = load(DEFAULT_MODEL_PATH)
     params = CacheParams.from_dict(checkpoint.card["continuous_cache"])
-    stream = encode_file(split_path(PTB_DIR, "valid"), checkpoint.vocabulary)[:2000]
+    stream = encode_file(split_path(ptb_dir, "valid"), checkpoint.vocabulary)[:2000]
     plain = mean_nll(checkpoint.model, stream)
     cached = cached_mean_nll(checkpoint.model, stream, params)
     assert math.exp(cached) < 0.93 * math.exp(plain), (math.exp(cached), math.exp(plain))

@@ -3,7 +3,7 @@
 Each check runs the real tool (docker-compose, hadolint, promtool, kubectl kustomize,
 kubernetes-validate, shellcheck) and skips only when that tool is absent;
 ``deploy/ci-setup.sh`` installs all of them in CI. The last group checks that every metric
-the dashboard and the alert rules query is one that ``service.api.metrics.ApiMetrics`` or ``service.engine.metrics.EngineMetrics`` exports.
+the dashboard and the alert rules query is one that ``ApiMetrics`` or ``EngineMetrics`` exports.
 """
 
 from __future__ import annotations

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from models.data import read_lines, split_path
 from models.detokenize import detokenize
 from models.normalizer import Normalizer
 from models.vocabulary import Vocabulary
-from tests.conftest import PTB_DIR
 
 
 @pytest.mark.parametrize(
@@ -57,11 +58,11 @@ def test_odd_sequences_stay_readable() -> None:
     assert detokenize(["N", "n't", "$", "'"]) == "N n't $ '"
 
 
-def test_reads_back_as_the_same_words_on_ptb(ptb_vocabulary: Vocabulary) -> None:
+def test_reads_back_as_the_same_words_on_ptb(ptb_vocabulary: Vocabulary, ptb_dir: Path) -> None:
     """Every valid-set sentence: the tokens a server returns for it, displayed, then fed
     back, are the same tokens."""
     normalizer = Normalizer("ptb")
-    for line in read_lines(split_path(PTB_DIR, "valid")):
+    for line in read_lines(split_path(ptb_dir, "valid")):
         words = normalizer.words(line + "\n", ptb_vocabulary)
         assert normalizer.words(detokenize(words), ptb_vocabulary) == words, line
 

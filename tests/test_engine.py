@@ -329,3 +329,19 @@ def test_dead_worker_is_reported(tiny_checkpoint: Path) -> None:
             await engine.predict("the")
 
     run_engine(tiny_checkpoint, scenario)
+
+
+def test_a_message_the_wire_cannot_carry_fails_alone(tiny_checkpoint: Path) -> None:
+    """An integer past 64 bits fails its own call at once; the batch it shared a send with
+    is still answered."""
+    from service.engine import wire
+    from service.engine.errors import InvalidRequest
+
+    async def scenario(engine: Engine) -> None:
+        bad = engine.client._call(wire.Predict(0, [2**70], 1))
+        good = engine.predict("the market", 3)
+        results = await asyncio.gather(bad, good, return_exceptions=True)
+        assert isinstance(results[0], InvalidRequest)
+        assert len(results[1].predictions) == 3
+
+    run_engine(tiny_checkpoint, scenario)

@@ -1,8 +1,8 @@
-"""``python -m bench.gil_convoy`` runs and prints one row per switch interval."""
+"""``python -m bench.micro.gil_convoy`` runs and prints one row per switch interval."""
 
 from __future__ import annotations
 
-from bench import gil_convoy
+from bench.micro import gil_convoy
 
 
 def test_prints_a_ratio_per_interval(capsys) -> None:

@@ -1,4 +1,4 @@
-"""Smoke test of the issue-6 HTTP benchmark orchestrator (``bench.http_bench --quick``)."""
+"""Smoke test of the issue-6 HTTP benchmark orchestrator (``bench.http.orchestrator --quick``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.http_bench import parse_wrk
+from bench.http.orchestrator import parse_wrk
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,9 +54,11 @@ def test_quick_run_writes_report(tiny_checkpoint: Path, tmp_path: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "bench.http_bench",
+        "bench.http.orchestrator",
         "--out",
         str(out),
+        "--raw",
+        str(tmp_path / "raw"),
         "--quick",
         "--model",
         str(tiny_checkpoint),
@@ -107,3 +109,69 @@ def test_quick_run_writes_report(tiny_checkpoint: Path, tmp_path: Path) -> None:
     assert "--quick" in report
     assert (out / "throughput.png").stat().st_size > 0
     assert (out / "latency.png").stat().st_size > 0
+
+
+def test_padded_batch_equals_rows_alone(tiny_checkpoint: Path) -> None:
+    """The bare-model row and the LitServe peer pad batches: padding must not change answers."""
+    from bench.http.padded import padded_top_k
+    from models.checkpoint import load
+
+    checkpoint = load(tiny_checkpoint)
+    model, eos = checkpoint.model.eval(), checkpoint.vocabulary.eos_id
+    rows = [[5, 6, 7, 8, 9], [10], [11, 12, 13]]
+    batched = padded_top_k(model, eos, rows, 3)
+    for row, answer in zip(rows, batched, strict=True):
+        alone = padded_top_k(model, eos, [row], 3)[0]
+        assert [i for i, _ in alone] == [i for i, _ in answer]
+        assert [lp for _, lp in alone] == pytest.approx([lp for _, lp in answer], abs=1e-5)
+
+
+def test_bodies_are_ptb_lines_of_10_to_20_words(tmp_path: Path) -> None:
+    from bench.http.bodies import read_texts, write_bodies
+
+    ptb = tmp_path / "ptb.txt"
+    ptb.write_text(
+        " ".join(["word"] * 12) + "\n" + "too short\n" + " ".join(["a", "<unk>"] * 6) + "\n"
+    )
+    texts = read_texts(write_bodies(ptb, tmp_path / "bodies.jsonl", count=5))
+    assert texts == [" ".join(["word"] * 12)]
+
+
+def test_tree_cpu_counts_children() -> None:
+    import os
+
+    from bench.http.targets import tree_cpu_s
+
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert tree_cpu_s(os.getpid()) >= tree_cpu_s(child.pid) > 0.1
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_summary_ratios_and_targets() -> None:
+    from bench.http.targets import summarize
+
+    engine = {
+        "predict": [{"throughput_rps": 1000.0, "p99": 50.0}],
+        "bare": {"rows_per_s": 1200.0, "lone_step_ms": 2.0},
+    }
+
+    def http(rps: float, p99: float) -> dict[str, object]:
+        return {
+            "rps": rps,
+            "latency_ms": {"p50": 40.0, "p99": p99},
+            "server_cores": 1.7,
+            "lone_p50_ms": 2.5,
+        }
+
+    rounds = [{"engine": engine, "http": http(900.0, 90.0), "litserve": http(450.0, 120.0)}]
+    summary = summarize(rounds, None)
+    assert summary["http_over_engine"] == pytest.approx(0.9)
+    assert summary["http_over_litserve"] == pytest.approx(2.0)
+    assert summary["lone_added_ms"] == pytest.approx(0.5)
+    assert all(summary["met"].values())

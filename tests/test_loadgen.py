@@ -1,7 +1,7 @@
 """The load generator: stats, open-loop timing, error codes, and short runs on real sockets.
 
 Nothing here needs lstm-serve itself: a tiny asyncio HTTP server (in-process) stands in
-where timing or answers must be controlled, and ``uvicorn bench.echo_app:app`` where a
+where timing or answers must be controlled, and ``uvicorn bench.http.echo_app:app`` where a
 real server process is wanted. Every run is bounded to a second or two.
 """
 
@@ -21,11 +21,11 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.config import RunConfig
-from bench.driver import arrival_offsets, run_worker
 from bench.loadgen import main
-from bench.runner import merge
-from bench.stats import Recorder, percentile, summarize
+from bench.loadgen.config import RunConfig
+from bench.loadgen.driver import arrival_offsets, run_worker
+from bench.loadgen.runner import merge
+from bench.loadgen.stats import Recorder, percentile, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 Handler = Callable[[str, str, bytes], Awaitable[tuple[int, bytes, str]]]
@@ -271,7 +271,7 @@ def echo_url() -> Iterator[str]:
             sys.executable,
             "-m",
             "uvicorn",
-            "bench.echo_app:app",
+            "bench.http.echo_app:app",
             "--host",
             "127.0.0.1",
             "--port",

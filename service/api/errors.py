@@ -5,7 +5,7 @@ the contract's one shape."""
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -42,7 +42,7 @@ def _kind(error: errors.ServeError) -> type[errors.ServeError] | None:
     """The table's entry for ``error``: its class or the nearest base the table knows."""
     for kind in type(error).__mro__:
         if kind in STATUS:
-            return cast(type[errors.ServeError], kind)
+            return kind
     return None
 
 

@@ -17,7 +17,10 @@ class ApiMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self._requests(self.registry)
+        self._process(self.registry)
+
+    def _requests(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
             "lstm_serve_requests_total",
             "HTTP requests by route template, method and status",
@@ -37,6 +40,8 @@ class ApiMetrics:
             ["code"],
             registry=r,
         )
+
+    def _process(self, r: CollectorRegistry) -> None:
         self.loop_lag = Gauge(
             "lstm_serve_event_loop_lag_seconds",
             "How late the event loop ran its last 10 ms timer (requests wait this long "

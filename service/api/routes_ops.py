@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -11,10 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from service.api.deps import EngineDep, Owner
 from service.api.errors import responses
 from service.api.schemas import HealthResponse
+from service.api.schemas_openai import model_list
 from service.engine.client import errors
 from service.metrics_setup import render
 
 router = APIRouter(tags=["operations"])
+_STARTED = int(time.time())  # the models' "created" (OpenAI's list wants one)
 
 
 @router.get("/healthz", summary="Liveness: 200 while the process and event loop run")
@@ -48,9 +51,9 @@ async def metrics(request: Request, engine: EngineDep) -> Response:
 
 @router.get(
     "/v1/models",
-    summary="The served model's card",
+    summary="The served model's card, also as OpenAI's model list (data: [card])",
     tags=["models"],
     responses=responses(errors.Unauthorized, errors.NotReady),
 )
 async def models(_: Owner, engine: EngineDep) -> dict[str, Any]:
-    return engine.model_card()
+    return model_list(engine.model_card(), _STARTED)

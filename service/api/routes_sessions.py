@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from service.api.convert import info_payload, json_response, step_payload
 from service.api.deps import AdmissionDep, EngineDep, Owner
@@ -11,11 +14,15 @@ from service.api.schemas import (
     CreateSessionRequest,
     FeedRequest,
     FeedResponse,
+    ForkRequest,
+    RewindRequest,
     SessionInfoResponse,
     SessionStepResponse,
+    StateResponse,
 )
 from service.engine.client import errors
 
+Body = TypeVar("Body", bound=BaseModel)
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 _COMMON = (errors.Unauthorized, errors.NotReady, errors.Timeout, errors.Overloaded)
 _KNOWN = (*_COMMON, errors.SessionNotFound, errors.SessionIncompatible)
@@ -24,8 +31,15 @@ _KNOWN = (*_COMMON, errors.SessionNotFound, errors.SessionIncompatible)
 @router.post(
     "",
     status_code=201,
-    summary="Create a session, optionally with a prefix",
-    responses=responses(*_COMMON, errors.PayloadTooLarge, ok=SessionStepResponse, ok_status=201),
+    summary="Create a session, optionally with a prefix or from an exported state",
+    responses=responses(
+        *_COMMON,
+        errors.PayloadTooLarge,
+        errors.InvalidRequest,
+        errors.SessionIncompatible,
+        ok=SessionStepResponse,
+        ok_status=201,
+    ),
     openapi_extra=request_body(CreateSessionRequest),
 )
 async def create_session(
@@ -33,6 +47,11 @@ async def create_session(
 ) -> Response:
     body = await admission.read(request, CreateSessionRequest)
     k = admission.k(body.k)
+    if body.state is not None:
+        if body.text:
+            raise errors.InvalidRequest("give either text or state, not both")
+        step = await engine.import_state(body.state, k, owner, body.exclude_special)
+        return json_response(step_payload(step, with_logprob=False), 201)
     step = await engine.create_session(admission.text(body.text), k, owner, body.exclude_special)
     return json_response(step_payload(step, with_logprob=False), 201)
 
@@ -69,6 +88,56 @@ async def feed(
 )
 async def reset(session_id: str, owner: Owner, engine: EngineDep) -> Response:
     return json_response(info_payload(await engine.reset_session(session_id, owner)))
+
+
+@router.post(
+    "/{session_id}/fork",
+    status_code=201,
+    summary="A new session (same owner) with a copy of this one's state and history",
+    responses=responses(*_KNOWN, errors.SessionBusy, ok=SessionStepResponse, ok_status=201),
+    openapi_extra=request_body(ForkRequest),
+)
+async def fork(
+    session_id: str, request: Request, owner: Owner, engine: EngineDep, admission: AdmissionDep
+) -> Response:
+    body = await _optional_body(request, admission, ForkRequest)
+    k = admission.k(body.k)
+    step = await engine.fork_session(session_id, k, owner, body.exclude_special)
+    return json_response(step_payload(step, with_logprob=False), 201)
+
+
+@router.post(
+    "/{session_id}/rewind",
+    summary="Undo the last n tokens (within LSTM_SERVE_SESSION_HISTORY)",
+    responses=responses(*_KNOWN, errors.SessionBusy, errors.InvalidRequest, ok=SessionStepResponse),
+    openapi_extra=request_body(RewindRequest),
+)
+async def rewind(
+    session_id: str, request: Request, owner: Owner, engine: EngineDep, admission: AdmissionDep
+) -> Response:
+    body = await admission.read(request, RewindRequest)
+    k = admission.k(body.k)
+    step = await engine.rewind_session(session_id, body.tokens, k, owner, body.exclude_special)
+    return json_response(step_payload(step, with_logprob=False))
+
+
+@router.get(
+    "/{session_id}/state",
+    summary="The session's state as a signed token (POST /v1/sessions {state} imports it)",
+    responses=responses(*_KNOWN, ok=StateResponse),
+)
+async def export_state(session_id: str, owner: Owner, engine: EngineDep) -> Response:
+    token, position = await engine.export_state(session_id, owner)
+    return json_response({"state": token, "position": position})
+
+
+async def _optional_body(request: Request, admission: AdmissionDep, model: type[Body]) -> Body:
+    """``model`` from the body, or its defaults when the body is empty."""
+    if request.headers.get("content-length", "0") in ("", "0") and (
+        "transfer-encoding" not in request.headers
+    ):
+        return model()
+    return await admission.read(request, model)
 
 
 @router.delete(

@@ -14,8 +14,9 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from service.api.admission import Admission
 from service.api.convert import generation_request, json_response, predict_payload, score_payload
-from service.api.deps import AdmissionDep, EngineDep, Owner
+from service.api.deps import Owner
 from service.api.errors import error_body, request_body, responses
 from service.api.schemas import (
     GenerateRequest,
@@ -25,7 +26,7 @@ from service.api.schemas import (
     ScoreRequest,
     ScoreResponse,
 )
-from service.engine.client import Generation, errors
+from service.engine.client import EngineClient, Generation, errors
 
 router = APIRouter(prefix="/v1", tags=["text"])
 _COMMON = (
@@ -43,9 +44,8 @@ _COMMON = (
     responses=responses(*_COMMON, ok=PredictResponse),
     openapi_extra=request_body(PredictRequest),
 )
-async def predict(
-    request: Request, _: Owner, engine: EngineDep, admission: AdmissionDep
-) -> Response:
+async def predict(request: Request, _: Owner) -> Response:
+    engine, admission = _parts(request)
     body = await admission.read(request, PredictRequest)
     k = admission.k(body.k)
     result = await engine.predict(admission.text(body.text), k, body.exclude_special)
@@ -58,7 +58,8 @@ async def predict(
     responses=responses(*_COMMON, ok=ScoreResponse),
     openapi_extra=request_body(ScoreRequest),
 )
-async def score(request: Request, _: Owner, engine: EngineDep, admission: AdmissionDep) -> Response:
+async def score(request: Request, _: Owner) -> Response:
+    engine, admission = _parts(request)
     body = await admission.read(request, ScoreRequest)
     result = await engine.score(admission.text(body.text))
     return json_response(score_payload(engine.model_id, result))
@@ -77,9 +78,8 @@ async def score(request: Request, _: Owner, engine: EngineDep, admission: Admiss
     },
     openapi_extra=request_body(GenerateRequest),
 )
-async def generate(
-    request: Request, _: Owner, engine: EngineDep, admission: AdmissionDep
-) -> Response:
+async def generate(request: Request, _: Owner) -> Response:
+    engine, admission = _parts(request)
     body = await admission.read(request, GenerateRequest)
     params = generation_request(body, admission)
     stream = await engine.generate(admission.text(body.text), params)
@@ -103,6 +103,13 @@ async def generate(
             "finish_reason": stream.finish_reason.value,
         }
     )
+
+
+def _parts(request: Request) -> tuple[EngineClient, Admission]:
+    """The engine client and admission of this app (read directly: a dependency per
+    object costs the hot routes measurable CPU)."""
+    state = request.app.state
+    return state.engine, state.admission
 
 
 async def _sse(stream: Generation, model_id: str) -> AsyncIterator[bytes]:

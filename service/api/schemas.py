@@ -32,7 +32,9 @@ class ScoreRequest(Strict):
 class SamplingFields(Strict):
     max_tokens: int = Field(20, ge=0, description="most words to generate")
     temperature: float = Field(1.0, ge=0.0, le=100.0, description="0 is greedy")
-    top_k: int = Field(0, ge=0, description="sample among the k likeliest words; 0: all")
+    top_k: int = Field(
+        0, ge=0, le=1_000_000, description="sample among the k likeliest words; 0: all"
+    )
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="nucleus sampling mass; 1: all")
     seed: int | None = Field(None, ge=0, le=MAX_SEED, description="same seed, same words")
     stop_at_eos: bool = Field(True, description="end at the first <eos>")
@@ -45,6 +47,23 @@ class GenerateRequest(SamplingFields):
 
 class CreateSessionRequest(Strict):
     text: TextField = ""
+    k: KField = 5
+    exclude_special: ExcludeSpecial = False
+    state: str | None = Field(
+        None,
+        max_length=1_000_000,
+        description="a token from GET /v1/sessions/{id}/state: the new session starts from "
+        "that state and position (then text must be empty)",
+    )
+
+
+class ForkRequest(Strict):
+    k: KField = 5
+    exclude_special: ExcludeSpecial = False
+
+
+class RewindRequest(Strict):
+    tokens: int = Field(ge=0, le=1_000_000, description="how many of the latest tokens to undo")
     k: KField = 5
     exclude_special: ExcludeSpecial = False
 
@@ -92,6 +111,11 @@ class SessionStepResponse(BaseModel):
 
 class FeedResponse(SessionStepResponse):
     logprob: float = Field(description="summed log-prob of the fed tokens given the history")
+
+
+class StateResponse(BaseModel):
+    state: str = Field(description="opaque signed token: POST /v1/sessions {state} takes it")
+    position: int
 
 
 class SessionInfoResponse(BaseModel):
@@ -144,11 +168,25 @@ class WsReset(Strict):
     id: MessageId = None
 
 
+class WsFork(Strict):
+    type: Literal["fork"]
+    id: MessageId = None
+
+
+class WsRewind(Strict):
+    type: Literal["rewind"]
+    tokens: int = Field(ge=0, le=1_000_000, description="how many of the latest tokens to undo")
+    k: KField = 5
+    exclude_special: ExcludeSpecial = False
+    id: MessageId = None
+
+
 class WsClose(Strict):
     type: Literal["close"]
     id: MessageId = None
 
 
 WsMessage = Annotated[
-    WsFeed | WsGenerate | WsCancel | WsReset | WsClose, Field(discriminator="type")
+    WsFeed | WsGenerate | WsCancel | WsReset | WsFork | WsRewind | WsClose,
+    Field(discriminator="type"),
 ]

@@ -29,7 +29,16 @@ from service.api.admission import Admission, invalid
 from service.api.convert import generation_request, prediction_dicts
 from service.api.errors import ws_error
 from service.api.metrics import ApiMetrics
-from service.api.schemas import WsCancel, WsClose, WsFeed, WsGenerate, WsMessage, WsReset
+from service.api.schemas import (
+    WsCancel,
+    WsClose,
+    WsFeed,
+    WsFork,
+    WsGenerate,
+    WsMessage,
+    WsReset,
+    WsRewind,
+)
 from service.engine.client import (
     EngineClient,
     Generation,
@@ -185,6 +194,12 @@ class StreamConnection:
             info = await self.engine.reset_session(self.session_id, self.owner)
             self.position = info.position
             await self._send_ready(message.id)
+        elif isinstance(message, WsFork):
+            fork = await self.engine.fork_session(self.session_id, 1, self.owner)
+            answer = {"type": "forked", "session_id": fork.session_id, "position": fork.position}
+            await self._send(answer, message.id)
+        elif isinstance(message, WsRewind):
+            await self._rewind(message)
         elif isinstance(message, WsClose):
             self.closed = True
             await self.engine.remove_session(self.session_id, self.owner)
@@ -206,6 +221,23 @@ class StreamConnection:
             },
             message.id,
         )
+
+    async def _rewind(self, message: WsRewind) -> None:
+        """Answered like a reset (``ready`` at the new position), with the predictions
+        there, so a keyboard's backspace needs no second round trip."""
+        k = self.admission.k(message.k)
+        step = await self.engine.rewind_session(
+            self.session_id, message.tokens, k, self.owner, message.exclude_special
+        )
+        self.position = step.position
+        answer = {
+            "type": "ready",
+            "session_id": self.session_id,
+            "position": step.position,
+            "model": self.engine.model_id,
+            "predictions": prediction_dicts(step.predictions),
+        }
+        await self._send(answer, message.id)
 
     async def _generate(self, message: WsGenerate) -> None:
         request = generation_request(message, self.admission)

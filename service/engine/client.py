@@ -46,6 +46,7 @@ from service.engine.results import (
     SessionStep,
     WordProbability,
     join_words,
+    word_pieces,
 )
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "Unauthorized",
     "WordProbability",
     "errors",
+    "word_pieces",
 ]
 log = logging.getLogger(__name__)
 SPECIAL_WORDS = ("<unk>", "<eos>")
@@ -89,17 +91,20 @@ class EngineClient:
         self._streams: dict[int, asyncio.Queue[wire.Reply]] = {}
         self._outbox: list[wire.Request] = []
         self._flush_scheduled = False
-        self._context = zmq.asyncio.Context()
-        self._socket = self._context.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.SNDHWM, 0)
-        self._socket.setsockopt(zmq.RCVHWM, 0)
+        # Made by connect(): an app built but never started (a test) holds no ZeroMQ context.
+        self._context: zmq.asyncio.Context | None = None
+        self._socket: zmq.asyncio.Socket | None = None
         self._receiver: asyncio.Task[None] | None = None
         self._pidfd: int | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
     async def connect(self, timeout_s: float = 30.0) -> None:
         """Connect, learn the model and its text rules, and watch the engine's process."""
+        self._context = zmq.asyncio.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.SNDHWM, 0)
+        self._socket.setsockopt(zmq.RCVHWM, 0)
         self._socket.connect(self.address)
         self._receiver = asyncio.create_task(self._receive(), name="engine-client-receive")
         hello = await asyncio.wait_for(self._call(wire.Hello(0)), timeout_s)
@@ -143,8 +148,11 @@ class EngineClient:
             self._receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._receiver
-        self._socket.close()
-        self._context.term()
+        if self._socket is not None:
+            self._socket.close()
+        if self._context is not None:
+            self._context.term()
+        self._socket = self._context = None
 
     # ---- health and model ------------------------------------------------------------
     async def health(self) -> tuple[bool, str]:
@@ -186,9 +194,13 @@ class EngineClient:
         top = await self._call(wire.Predict(0, ids, _top_k(k, skip_special)))
         return Prediction(words, self._predictions(top, k, skip_special))
 
-    async def score(self, text: str) -> Score:
+    async def score(self, text: str, top_k: int = 0) -> Score:
+        """Each token's log-prob; ``top_k`` > 0: also the likeliest words before each."""
         words, ids = self.encode(text)
-        return Score(words, await self._call(wire.Score(0, ids)))
+        if not top_k:
+            return Score(words, await self._call(wire.Score(0, ids)))
+        logprobs, tops = await self._call(wire.Score(0, ids, top_k))
+        return Score(words, logprobs, [self._words(top) for top in tops])
 
     async def generate(self, text: str, request: GenerationRequest) -> Generation:
         """Start a stateless generation from the sentence start + ``text``."""
@@ -224,6 +236,38 @@ class EngineClient:
     async def remove_session(self, session_id: str, owner: str | None = None) -> None:
         await self._call(wire.DeleteSession(0, session_id, owner))
 
+    async def fork_session(
+        self, session_id: str, k: int = 5, owner: str | None = None, skip_special: bool = False
+    ) -> SessionStep:
+        """A new session (same owner) with a copy of this one's state, position, history."""
+        step = await self._call(wire.ForkSession(0, session_id, _top_k(k, skip_special), owner))
+        return self._session_step(step, [], k, skip_special)
+
+    async def rewind_session(
+        self,
+        session_id: str,
+        tokens: int,
+        k: int = 5,
+        owner: str | None = None,
+        skip_special: bool = False,
+    ) -> SessionStep:
+        """Undo the last ``tokens`` words (within the kept history)."""
+        top_k = _top_k(k, skip_special)
+        step = await self._call(wire.RewindSession(0, session_id, tokens, top_k, owner))
+        return self._session_step(step, [], k, skip_special)
+
+    async def export_state(self, session_id: str, owner: str | None = None) -> tuple[str, int]:
+        """(signed state token, position) of the session."""
+        token, position = await self._call(wire.ExportState(0, session_id, owner))
+        return token, position
+
+    async def import_state(
+        self, state: str, k: int = 5, owner: str | None = None, skip_special: bool = False
+    ) -> SessionStep:
+        """A new live session from a state token."""
+        step = await self._call(wire.ImportState(0, state, _top_k(k, skip_special), owner))
+        return self._session_step(step, [], k, skip_special)
+
     async def attach_stream(self, session_id: str | None, owner: str | None) -> SessionInfo:
         """Claim the session (a new one for ``None``) for one live stream."""
         return SessionInfo(*await self._call(wire.AttachStream(0, session_id, owner)))
@@ -244,6 +288,11 @@ class EngineClient:
         await self._call(wire.FlushSessions(0))
 
     # ---- answers ---------------------------------------------------------------------
+    def _words(self, top: list[Any]) -> list[WordProbability]:
+        """``[[ids], [log-probs]]`` -> words."""
+        ids, logprobs = top
+        return [WordProbability(self.word(i), lp) for i, lp in zip(ids, logprobs, strict=True)]
+
     def _predictions(self, top: list[Any], k: int, skip_special: bool) -> list[WordProbability]:
         ids, logprobs = top
         out = [WordProbability(self.word(i), lp) for i, lp in zip(ids, logprobs, strict=True)]
@@ -262,19 +311,24 @@ class EngineClient:
     async def _call(self, message: Any) -> Any:
         if self.dead_reason is not None:
             raise NotReady(self.dead_reason)
+        if self._socket is None:
+            raise NotReady("not connected to the engine")
         message.rid = rid = next(self._rids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending[rid] = future
         self._send(message)
+        # A plain timer, not wait_for: wait_for costs a task per call (10 % of an API
+        # process's CPU under load, measured with py-spy).
+        timer = loop.call_later(self.request_timeout_s + GRACE_S, _give_up, future)
         try:
-            return await asyncio.wait_for(future, self.request_timeout_s + GRACE_S)
-        except TimeoutError:
-            raise Timeout("the engine did not answer in time") from None
+            return await future
         except asyncio.CancelledError:
             if rid in self._pending:
                 self._send(wire.Cancel(rid))
             raise
         finally:
+            timer.cancel()
             self._pending.pop(rid, None)
 
     def _start_generation(self, message: wire.Generate, prompt: list[str]) -> Generation:
@@ -295,11 +349,38 @@ class EngineClient:
     def _flush(self) -> None:
         self._flush_scheduled = False
         outbox, self._outbox = self._outbox, []
-        if outbox:
-            self._socket.send(wire.ENCODER.encode(outbox), copy=False)
+        if not outbox or self._socket is None:  # closed meanwhile: calls fail by timeout
+            return
+        try:
+            payload = wire.ENCODER.encode(outbox)
+        except (OverflowError, TypeError, ValueError):
+            payload = wire.ENCODER.encode(self._encodable(outbox))
+        self._socket.send(payload, copy=False)
+
+    def _encodable(self, outbox: list[Any]) -> list[Any]:
+        """The messages that encode; the others' calls fail at once (a value the wire
+        cannot carry, such as an integer past 64 bits, must not sink the whole batch)."""
+        kept = []
+        for message in outbox:
+            try:
+                wire.ENCODER.encode(message)
+            except (OverflowError, TypeError, ValueError) as error:
+                self._fail(message.rid, InvalidRequest(f"a value is out of range: {error}"))
+                continue
+            kept.append(message)
+        return kept
+
+    def _fail(self, rid: int, error: ServeError) -> None:
+        future = self._pending.pop(rid, None)
+        if future is not None and not future.done():
+            future.set_exception(error)
+        queue = self._streams.get(rid)
+        if queue is not None:
+            queue.put_nowait(wire.Failure(rid, error.code, error.message))
 
     async def _receive(self) -> None:
         while True:
+            assert self._socket is not None
             payload = await self._socket.recv()
             for reply in wire.REPLIES.decode(payload):
                 self._deliver(reply)
@@ -355,7 +436,8 @@ class Generation:
                 if isinstance(reply, wire.Token):
                     word = self._client.word(reply.token_id)
                     self.words.append(word)
-                    yield GeneratedWord(word, reply.index, reply.position)
+                    top = None if reply.top is None else self._client._words(reply.top)
+                    yield GeneratedWord(word, reply.index, reply.position, reply.logprob, top)
                 elif isinstance(reply, wire.Done):
                     self.position = reply.position
                     self.finish_reason = FinishReason(reply.reason)
@@ -367,6 +449,12 @@ class Generation:
 
     async def collect(self) -> list[GeneratedWord]:
         return [word async for word in self]
+
+
+def _give_up(future: asyncio.Future[Any]) -> None:
+    """A wedged engine: the call fails with ``timeout`` rather than waiting for ever."""
+    if not future.done():
+        future.set_exception(Timeout("the engine did not answer in time"))
 
 
 def _top_k(k: int, skip_special: bool) -> int:
@@ -382,4 +470,5 @@ def _sampling(request: GenerationRequest) -> wire.Sampling:
         float(params.top_p),
         request.seed,
         request.stop_at_eos,
+        request.logprobs,
     )

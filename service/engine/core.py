@@ -22,13 +22,16 @@ from service.engine.durable import Durability, DurableSessions
 from service.engine.errors import NotReady, ServeError
 from service.engine.generation import GenerationStream
 from service.engine.metrics import EngineMetrics
+from service.engine.prefix_cache import PrefixCache, cached_item
 from service.engine.runner import ModelRunner, Row
 from service.engine.session_ops import SessionOps
 from service.engine.sessions import SessionRegistry
+from service.engine.state_ops import StateOps
 from service.engine.state_pool import StatePool
+from service.engine.state_token import ModelShape
 from service.engine.store import open_store
 from service.engine.submit import GenerationRequest, Submitter
-from service.engine.work import WorkKind
+from service.engine.work import WorkItem, WorkKind
 from service.engine.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,9 @@ class EngineConfig:
     session_durability: Durability = "sync"
     write_behind_interval_s: float = 0.05
     max_resident_sessions: int = 0  # 0: no tiering (every live session keeps its slot)
+    session_history: int = 32  # tokens a session can rewind (each kept state is one slot)
+    state_key: str = ""  # HMAC key of exported state tokens; "" = random at each start
+    prefix_cache_bytes: int = 0  # states of stateless prefixes kept for reuse; 0 = off
 
 
 def pick_device(name: str) -> torch.device:
@@ -72,8 +78,10 @@ class Engine:
         self.sessions: SessionRegistry | None = None
         self.durable: DurableSessions | None = None
         self.session_ops: SessionOps | None = None
+        self.state_ops: StateOps | None = None
         self.device: torch.device | None = None
         self.submitter = Submitter(config.request_timeout_s)
+        self.prefix_cache: PrefixCache | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -86,6 +94,14 @@ class Engine:
             ModelRunner, self.checkpoint, self.device, self.config.initial_pool_slots
         )
         await asyncio.to_thread(self._warm_up)
+        pool = self.runner.pool
+        self.prefix_cache = PrefixCache(
+            self.config.prefix_cache_bytes,
+            pool.bytes_per_slot,
+            pool.allocate,
+            pool.release,
+            self.metrics,
+        )
         self.sessions = SessionRegistry(
             self.runner.pool, self.config.max_sessions, self.config.session_ttl_s
         )
@@ -128,6 +144,10 @@ class Engine:
             self.sessions, self.durable, self.submitter, pool, self.metrics, config
         )
         self.session_ops.start()
+        shape = ModelShape(
+            self._checkpoint().weights_sha256, pool.layers, pool.hidden, pool.cell_size
+        )
+        self.state_ops = StateOps(self.session_ops, shape, config.state_key)
 
     def _publish_model_metrics(self) -> None:
         self.metrics.queue_capacity.set(self.config.max_queue)
@@ -222,12 +242,18 @@ class Engine:
 
     # ---- stateless -------------------------------------------------------------------
     async def predict(self, ids: list[int], top_k: int) -> list[tuple[int, float]]:
-        """The ``top_k`` next words after the sentence start + ``ids``: (id, log-prob)."""
+        """The ``top_k`` next words after the sentence start + ``ids``: (id, log-prob).
+        Starts from the longest cached prefix of ``ids`` and files the state after them."""
         pool = self._pool_checked()
         slot = pool.allocate()
-        item = self.submitter.item(WorkKind.PREDICT, slot, ids, reset=True, top_k=top_k)
-        item.on_finish = lambda _: pool.release(slot)
+        item = self._prefix_item(slot, ids, top_k)
         return (await self.submitter.run(item)).top
+
+    def _prefix_item(
+        self, slot: int, ids: list[int], top_k: int, release_slot: bool = True
+    ) -> WorkItem:
+        pool, cache = self._pool_checked(), self.prefix_cache
+        return cached_item(self.submitter, pool, cache, slot, ids, top_k, release_slot)
 
     async def score(self, ids: list[int]) -> list[float]:
         """The log-prob of each of ``ids`` after the sentence start and the ones before."""
@@ -236,6 +262,19 @@ class Engine:
         item = self.submitter.item(WorkKind.SCORE, slot, ids, reset=True, token_logprobs=True)
         item.on_finish = lambda _: pool.release(slot)
         return (await self.submitter.run(item)).token_logprobs
+
+    async def score_top(
+        self, ids: list[int], top_k: int
+    ) -> tuple[list[float], list[list[tuple[int, float]]]]:
+        """``score`` plus the ``top_k`` (id, log-prob) that predicted each of ``ids``
+        (OpenAI's ``echo`` with ``logprobs``)."""
+        pool = self._pool_checked()
+        slot = pool.allocate()
+        item = self.submitter.item(WorkKind.SCORE, slot, ids, reset=True, token_logprobs=True)
+        item.prompt_top_k = top_k
+        item.on_finish = lambda _: pool.release(slot)
+        result = await self.submitter.run(item)
+        return result.token_logprobs, result.prompt_top
 
     def generate(self, ids: list[int], request: GenerationRequest) -> GenerationStream:
         """Start a stateless generation from the sentence start + ``ids``."""
@@ -248,6 +287,25 @@ class Engine:
         except ServeError:
             pool.release(slot)
             raise
+        return stream
+
+    async def generate_cached(self, ids: list[int], request: GenerationRequest) -> GenerationStream:
+        """``generate`` with the prompt's state from (and into) the prefix cache: one item
+        primes the slot (cached prefix state + the rest of the prompt), then the generation
+        starts from the slot. Without a cache (or a prompt), plain ``generate``."""
+        cache = self.prefix_cache
+        if cache is None or not cache.enabled or not ids or request.max_tokens == 0:
+            return self.generate(ids, request)
+        pool = self._pool_checked()
+        slot = pool.allocate()
+        try:
+            await self.submitter.run(self._prefix_item(slot, ids, 0, release_slot=False))
+            stream = GenerationStream(self.submitter.cancel)
+            self.submitter.start_generation(stream, slot, [], request, reset=False, session=None)
+        except BaseException:
+            pool.release(slot)
+            raise
+        stream.on_done(lambda: pool.release(slot))
         return stream
 
     # ---- plumbing --------------------------------------------------------------------
@@ -265,6 +323,12 @@ class Engine:
         if self.session_ops is None:
             raise NotReady("model not loaded yet")
         return self.session_ops
+
+    def states(self) -> StateOps:
+        """Fork, rewind, export and import (``service.engine.state_ops``)."""
+        if self.state_ops is None:
+            raise NotReady("model not loaded yet")
+        return self.state_ops
 
     async def flush_sessions(self) -> None:
         """Store every session state the store lacks (drain hand-off)."""

@@ -14,6 +14,8 @@ from service.engine.work import DoneEvent, FinishReason, GenerationEvent, TokenE
 class GeneratedToken:
     token_id: int
     index: int  # 0-based among generated words
+    logprob: float | None = None  # only when the request asked for log-probs
+    top: list[tuple[int, float]] | None = None
 
 
 class GenerationStream:
@@ -53,7 +55,7 @@ class GenerationStream:
             while True:
                 event = await self._events.get()
                 if isinstance(event, TokenEvent):
-                    yield GeneratedToken(event.token_id, event.index)
+                    yield GeneratedToken(event.token_id, event.index, event.logprob, event.top)
                     continue
                 if event.reason is FinishReason.ERROR:
                     error = event.error

@@ -99,6 +99,22 @@ class EngineMetrics:
             "Session state operations, by kind (fork, rewind, export, import)",
             ("kind",),
         )
+        self.prefix_cache_requests = self._counter(
+            "lstm_serve_prefix_cache_requests_total",
+            "Stateless requests that looked up the prefix-state cache, by result (hit, miss)",
+            ("result",),
+        )
+        self.prefix_cache_tokens_saved = self._counter(
+            "lstm_serve_prefix_cache_tokens_saved_total",
+            "Prompt tokens not run because their state came from the prefix cache",
+        )
+        self.prefix_cache_evictions = self._counter(
+            "lstm_serve_prefix_cache_evictions_total", "Prefix-cache entries evicted (LRU)"
+        )
+        self.prefix_cache_bytes = self._gauge(
+            "lstm_serve_prefix_cache_bytes",
+            "State bytes held by the prefix cache (LSTM_SERVE_PREFIX_CACHE_BYTES)",
+        )
         self.session_history_bytes = self._gauge(
             "lstm_serve_session_history_bytes",
             "State pool bytes held by rewind histories (LSTM_SERVE_SESSION_HISTORY)",

@@ -27,10 +27,15 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class GenerationRequest:
+    """``logprobs``: None reports nothing (the hot path stays as cheap as before); 0 the
+    log-prob of each generated word; k also the k likeliest alternatives at its position
+    (OpenAI's ``logprobs``, which distinguishes 0 from absent)."""
+
     max_tokens: int = 20
     sampling: SamplingParams = field(default_factory=SamplingParams)
     seed: int | None = None
     stop_at_eos: bool = True
+    logprobs: int | None = None
 
 
 class FinishReason(enum.Enum):

@@ -31,8 +31,11 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Score:
+    """``top``: when asked for, the likeliest words before each token (its predictors)."""
+
     tokens: list[str]
     token_logprobs: list[float]
+    top: list[list[WordProbability]] | None = None
 
     @property
     def logprob(self) -> float:
@@ -78,19 +81,33 @@ class SessionInfo:
 
 @dataclass(frozen=True)
 class GeneratedWord:
+    """``logprob`` and ``top`` (likeliest first) only when the request asked for them."""
+
     word: str
     index: int  # 0-based among generated words
     position: int | None  # the session's position after it (sessions only)
+    logprob: float | None = None
+    top: list[WordProbability] | None = None
 
 
 def join_words(words: list[str]) -> str:
     """Words joined by spaces, ``<eos>`` written as a line break."""
+    return "".join(word_pieces(words))
+
+
+def word_pieces(words: list[str], after: str = "") -> list[str]:
+    """Each word as it appears in ``join_words``'s text, with the space before it; the
+    pieces concatenate to that text (OpenAI's ``text_offset`` counts through them).
+    ``after``: the text that precedes (a streamed continuation spaces itself from it)."""
     out: list[str] = []
+    previous = after[-1:] if after else ""
     for word in words:
         if word == EOS:
-            out.append("\n")
+            piece = "\n"
+        elif previous in ("", "\n"):
+            piece = word
         else:
-            if out and out[-1] != "\n":
-                out.append(" ")
-            out.append(word)
-    return "".join(out)
+            piece = " " + word
+        out.append(piece)
+        previous = piece[-1]
+    return out

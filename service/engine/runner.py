@@ -34,6 +34,14 @@ class Row:
         restore: float32 bytes of (h, c), each ``[layers, hidden]``, to start from
             instead of the slot's contents (a session resumed from the store).
         capture_state: return the slot's new (h, c) as float32 bytes (to store it).
+        prompt_top_k: return the top-k of the distribution that predicted each consumed
+            token (OpenAI's ``echo`` with ``logprobs``; 0: none).
+        copies: (source, target) slot pairs copied before the step reads any state
+            (fork, rewind: a state copy on the device, no model step).
+        save_to: a slot that receives the row's state *before* its tokens (a session's
+            rewind history), after ``reset`` / ``restore`` / ``copies`` are applied.
+        save_after: a slot that receives the row's state *after* its tokens (the prefix
+            cache of stateless requests).
     """
 
     slot: int
@@ -44,6 +52,10 @@ class Row:
     distribution: bool = False
     restore: tuple[bytes, bytes] | None = None
     capture_state: bool = False
+    prompt_top_k: int = 0
+    copies: list[tuple[int, int]] | None = None
+    save_to: int | None = None
+    save_after: int | None = None
 
 
 @dataclass
@@ -52,6 +64,7 @@ class RowResult:
     top: list[tuple[int, float]] = field(default_factory=list)
     distribution: Tensor | None = None
     state: tuple[bytes, bytes] | None = None  # float32 (h, c) bytes, if capture_state
+    prompt_top: list[list[tuple[int, float]]] = field(default_factory=list)  # per token
 
 
 class ModelRunner:
@@ -77,8 +90,24 @@ class ModelRunner:
 
     @torch.inference_mode()
     def step(self, rows: list[Row]) -> list[RowResult]:
-        """Advance every row; rows must name distinct slots."""
+        """Advance every row; rows must name distinct slots. Slot copies come first; rows
+        that only copy (a fork) skip the gather, the layers and the decoder."""
         self.pool.ensure_capacity()
+        copies = [pair for row in rows if row.copies for pair in row.copies]
+        if not copies:
+            return self._advance(rows)
+        self.pool.copy([s for s, _ in copies], [t for _, t in copies])
+        busy = [i for i, row in enumerate(rows) if not _copy_only(row)]
+        if len(busy) == len(rows):
+            return self._advance(rows)
+        results = [RowResult() for _ in rows]
+        if busy:
+            advanced = self._advance([rows[i] for i in busy])
+            for i, result in zip(busy, advanced, strict=True):
+                results[i] = result
+        return results
+
+    def _advance(self, rows: list[Row]) -> list[RowResult]:
         slots = torch.tensor([row.slot for row in rows], device=self.device)
         h, c = self.pool.gather(slots)
         resets = [i for i, row in enumerate(rows) if row.reset]
@@ -98,14 +127,29 @@ class ModelRunner:
             else (math.nan if row.restore is not None else log_norm[row.slot])
             for row in rows
         ]
+        self._save_before(rows, h, c, previous_norm)
         outputs, h, c = self._run_layers(rows, h, c)
         self.pool.scatter(slots, h, c)
         results, new_norm = self._decode(rows, previous_top, outputs, previous_norm)
         for row, norm, before in zip(rows, new_norm, previous_norm, strict=True):
             unchanged = not row.tokens and row.restore is None
             log_norm[row.slot] = before if unchanged and math.isnan(norm) else norm
+        after = [(row.slot, row.save_after) for row in rows if row.save_after is not None]
+        if after:
+            self.pool.copy([s for s, _ in after], [t for _, t in after])
         self._capture(rows, results, h, c)
         return results
+
+    def _save_before(self, rows: list[Row], h: Tensor, c: Tensor, norms: list[float]) -> None:
+        """Copy the states rows start from into their ``save_to`` slots (rewind history)."""
+        wanted = [i for i, row in enumerate(rows) if row.save_to is not None]
+        if not wanted:
+            return
+        index = torch.tensor(wanted, device=self.device)
+        targets = torch.tensor([rows[i].save_to for i in wanted], device=self.device)
+        self.pool.scatter(targets, h.index_select(1, index), c.index_select(1, index))
+        for i in wanted:
+            self.pool.log_norm[rows[i].save_to] = norms[i]  # type: ignore[index]
 
     def _from_bytes(self, raw: bytes, width: int) -> Tensor:
         """float32 bytes -> ``[layers, width]`` on the device (raises on a wrong size)."""
@@ -153,6 +197,7 @@ class ModelRunner:
             new_h.append(lh)
             new_c.append(lc)
         out = pad_packed_sequence(sequence, batch_first=True)[0] if packed else sequence
+        assert isinstance(out, Tensor)
         h = h.index_copy(1, index, torch.cat(new_h))
         c = c.index_copy(1, index, torch.cat(new_c))
         return out, h, c
@@ -182,6 +227,7 @@ class ModelRunner:
         cheap_rows: list[int] = []
         last_index: list[int] = []
         needs_last: list[int] = []
+        prompt_rows: list[tuple[int, list[int]]] = []  # (row, index of each token's vector)
         active = 0
         for i, row in enumerate(rows):
             n = len(row.tokens)
@@ -198,14 +244,18 @@ class ModelRunner:
                 scored_index.extend(range(base, base + n - 1))
                 scored_targets.extend(row.tokens[1:])
                 scored_rows.append((i, n, cheap))
+            if row.prompt_top_k and n:
+                prompt_rows.append((i, [i, *range(base, base + n - 1)]))
             if row.top_k or row.distribution:
                 needs_last.append(i)
                 last_index.append(base + n - 1 if n else i)
         vectors = previous_top
-        if outputs is not None and (scored_index or last_index):
+        if outputs is not None and (scored_index or last_index or prompt_rows):
             vectors = torch.cat([previous_top, outputs.reshape(-1, outputs.shape[-1])])
         if scored_rows:
-            cheap = self._first_token_logprobs(rows, cheap_rows, previous_top, previous_norm)
+            cheap_logprobs = self._first_token_logprobs(
+                rows, cheap_rows, previous_top, previous_norm
+            )
             full: list[float] = []
             if scored_index:
                 index = torch.tensor(scored_index, device=self.device)
@@ -213,13 +263,15 @@ class ModelRunner:
             position, cheap_position = 0, 0
             for i, n, first_cheap in scored_rows:
                 if first_cheap:
-                    values = [cheap[cheap_position], *full[position : position + n - 1]]
+                    values = [cheap_logprobs[cheap_position], *full[position : position + n - 1]]
                     cheap_position += 1
                     position += n - 1
                 else:
                     values = full[position : position + n]
                     position += n
                 results[i].token_logprobs = values
+        if prompt_rows:
+            self._prompt_top(rows, results, prompt_rows, vectors)
         if last_index:
             last = vectors.index_select(0, torch.tensor(last_index, device=self.device))
             norms = self._fill_top(rows, results, needs_last, self.model.decoder(last))
@@ -253,9 +305,9 @@ class ModelRunner:
         log_norm = logits.logsumexp(-1, keepdim=True)  # [R, 1]
         max_k = max(rows[i].top_k for i in needs_last)
         if max_k:
-            top_values, top_ids = logits.topk(min(max_k, logits.shape[-1]), -1)
-            top_values = (top_values - log_norm).cpu().tolist()
-            top_ids = top_ids.cpu().tolist()
+            value_tensor, id_tensor = logits.topk(min(max_k, logits.shape[-1]), -1)
+            top_values = (value_tensor - log_norm).cpu().tolist()
+            top_ids = id_tensor.cpu().tolist()
         for j, i in enumerate(needs_last):
             row = rows[i]
             if row.top_k:
@@ -265,6 +317,28 @@ class ModelRunner:
             if row.distribution:
                 results[i].distribution = logits[j] - log_norm[j]
         return log_norm.squeeze(1).cpu().tolist()
+
+    def _prompt_top(
+        self,
+        rows: list[Row],
+        results: list[RowResult],
+        prompt_rows: list[tuple[int, list[int]]],
+        vectors: Tensor,
+    ) -> None:
+        """The top-k before each consumed token, from the vectors that predicted it
+        (``vectors`` ``[N, H]``, addressed as in ``_decode``); decoded in chunks. Only
+        echo asks for it, so the score and decode paths pay nothing."""
+        for i, index in prompt_rows:
+            k = min(rows[i].prompt_top_k, self.model.config.vocab_size)
+            hidden = vectors.index_select(0, torch.tensor(index, device=self.device))
+            top: list[list[tuple[int, float]]] = []
+            for start in range(0, hidden.shape[0], DECODE_CHUNK_ROWS):
+                logits = self.model.decoder(hidden[start : start + DECODE_CHUNK_ROWS])
+                values, ids = logits.topk(k, -1)
+                host = (values - logits.logsumexp(-1, keepdim=True)).cpu().tolist()
+                for id_row, value_row in zip(ids.cpu().tolist(), host, strict=True):
+                    top.append(list(zip(id_row, value_row, strict=True)))
+            results[i].prompt_top = top
 
     def _token_logprobs(self, hidden: Tensor, targets: list[int]) -> list[float]:
         """log p(target_m | hidden_m) for ``hidden`` ``[M, H]``, decoded in chunks."""
@@ -276,3 +350,18 @@ class ModelRunner:
             picked = chosen - logits.logsumexp(-1)
             out.extend(picked.cpu().tolist())
         return out
+
+
+def _copy_only(row: Row) -> bool:
+    """Nothing to compute or return: the row's copies were all it asked for."""
+    return not (
+        row.tokens
+        or row.reset
+        or row.top_k
+        or row.distribution
+        or row.token_logprobs
+        or row.restore is not None
+        or row.capture_state
+        or row.save_to is not None
+        or row.save_after is not None
+    )

@@ -63,3 +63,33 @@ def _filtered_one(logprobs: Tensor, params: SamplingParams, uniform: Tensor) -> 
         order = order[keep]
     choice = _inverse_cdf(probs.unsqueeze(0), uniform.reshape(1).to(probs.device))
     return int(order[choice].item())
+
+
+def word_logprobs(
+    logprobs: Tensor, rows: list[int], words: Tensor, top_k: list[int]
+) -> list[tuple[float, list[tuple[int, float]]]]:
+    """Each listed row's log-prob of its chosen word and its ``top_k`` likeliest words.
+
+    Read from the distribution the words were sampled from (the model's log-softmax with
+    banned words at ``-inf``), before temperature and filters, as OpenAI's ``logprobs``.
+    One top-k and one transfer to the host for all rows.
+
+    Args:
+        logprobs: ``[B, V]`` log-probabilities.
+        rows: indices into the batch of the rows that asked.
+        words: ``[B]`` the chosen word ids.
+        top_k: one count per listed row (0: the chosen word's log-prob only).
+    """
+    index = torch.tensor(rows, device=logprobs.device)
+    chosen_ids = words.to(logprobs.device).index_select(0, index)
+    selected = logprobs.index_select(0, index)
+    chosen = selected.gather(1, chosen_ids[:, None]).squeeze(1).cpu().tolist()
+    most = min(max(top_k), selected.shape[-1])
+    if not most:
+        return [(value, []) for value in chosen]
+    values, ids = selected.topk(most, -1)
+    values_host, ids_host = values.cpu().tolist(), ids.cpu().tolist()
+    return [
+        (value, list(zip(ids_host[j][:k], values_host[j][:k], strict=True)))
+        for j, (value, k) in enumerate(zip(chosen, top_k, strict=True))
+    ]

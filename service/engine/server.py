@@ -28,12 +28,16 @@ from service.engine.results import SessionInfo, Step
 
 log = logging.getLogger(__name__)
 Key = tuple[bytes, int]  # (API process identity, request id)
+DEADLINE_MARGIN_S = 0.5
 
 
 class EngineServer:
     def __init__(self, engine: Engine, address: str) -> None:
         self.engine = engine
         self.address = address
+        # Every call ends by its deadline, whatever it waits for (a frozen session store
+        # included); the work items inside have the same deadline, this is the backstop.
+        self.deadline_s = engine.config.request_timeout_s + DEADLINE_MARGIN_S
         self._context = zmq.asyncio.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         self._socket.setsockopt(zmq.LINGER, 0)
@@ -42,11 +46,14 @@ class EngineServer:
         self._outbox: dict[bytes, list[wire.Reply]] = {}
         self._flush_scheduled = False
         self._running: dict[Key, asyncio.Task[None]] = {}
+        self._expired: set[Key] = set()
+        self._handler_table: dict[type, Callable[[bytes, Any], Awaitable[Any]]] = {}
         self._streams: dict[Key, GenerationStream] = {}
         self._receiver: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._socket.bind(self.address)
+        self._handler_table = self._handlers()
         self._receiver = asyncio.create_task(self._receive(), name="engine-receive")
 
     async def stop(self) -> None:
@@ -78,13 +85,29 @@ class EngineServer:
         if isinstance(request, wire.Cancel):
             self._cancel(key)
             return
-        handler = self._handlers().get(type(request))
+        handler = self._handler_table.get(type(request))
         if handler is None:
             self._reply(identity, wire.Failure(request.rid, "internal", "unknown request"))
             return
         task = asyncio.create_task(self._run(identity, request, handler))
         self._running[key] = task
-        task.add_done_callback(lambda _: self._running.pop(key, None))
+        timer = None
+        if not isinstance(request, wire.Generate):  # a stream: its items have deadlines
+            timer = asyncio.get_running_loop().call_later(self.deadline_s, self._expire, key)
+        task.add_done_callback(lambda _: self._finished(key, timer))
+
+    def _expire(self, key: Key) -> None:
+        """The backstop deadline of a call (a plain timer: no extra task per request)."""
+        task = self._running.get(key)
+        if task is not None:
+            self._expired.add(key)
+            task.cancel()
+
+    def _finished(self, key: Key, timer: asyncio.TimerHandle | None) -> None:
+        self._running.pop(key, None)
+        self._expired.discard(key)
+        if timer is not None:
+            timer.cancel()
 
     def _cancel(self, key: Key) -> None:
         stream = self._streams.get(key)
@@ -107,6 +130,10 @@ class EngineServer:
             wire.ResetSession: self._reset,
             wire.DescribeSession: self._describe,
             wire.DeleteSession: self._delete,
+            wire.ForkSession: self._fork,
+            wire.RewindSession: self._rewind,
+            wire.ExportState: self._export,
+            wire.ImportState: self._import,
             wire.AttachStream: self._attach,
             wire.DetachStream: self._detach,
             wire.FlushSessions: self._flush_sessions,
@@ -122,6 +149,10 @@ class EngineServer:
             self._reply(identity, wire.Failure(rid, error.code, error.message, error.details))
             return
         except asyncio.CancelledError:
+            if (identity, rid) in self._expired:
+                message = f"no answer within {self.engine.config.request_timeout_s}s"
+                self._reply(identity, wire.Failure(rid, "timeout", message))
+                return
             self._reply(identity, wire.Failure(rid, "cancelled", "cancelled"))
             raise
         except Exception:
@@ -148,8 +179,11 @@ class EngineServer:
     async def _predict(self, _: bytes, request: wire.Predict) -> list[Any]:
         return _top(await self.engine.predict(request.ids, request.top_k))
 
-    async def _score(self, _: bytes, request: wire.Score) -> list[float]:
-        return await self.engine.score(request.ids)
+    async def _score(self, _: bytes, request: wire.Score) -> list[Any]:
+        if not request.top_k:
+            return await self.engine.score(request.ids)
+        logprobs, tops = await self.engine.score_top(request.ids, request.top_k)
+        return [logprobs, [_top(top) for top in tops]]
 
     async def _create_session(self, _: bytes, request: wire.CreateSession) -> list[Any]:
         return _step(await self.engine.ops().create(request.ids, request.top_k, request.owner))
@@ -169,6 +203,23 @@ class EngineServer:
     async def _delete(self, _: bytes, request: wire.DeleteSession) -> None:
         await self.engine.ops().remove(request.session_id, request.owner)
 
+    async def _fork(self, _: bytes, request: wire.ForkSession) -> list[Any]:
+        states = self.engine.states()
+        return _step(await states.fork(request.session_id, request.owner, request.top_k))
+
+    async def _rewind(self, _: bytes, request: wire.RewindSession) -> list[Any]:
+        step = await self.engine.states().rewind(
+            request.session_id, request.owner, request.tokens, request.top_k
+        )
+        return _step(step)
+
+    async def _export(self, _: bytes, request: wire.ExportState) -> list[Any]:
+        return list(await self.engine.states().export(request.session_id, request.owner))
+
+    async def _import(self, _: bytes, request: wire.ImportState) -> list[Any]:
+        states = self.engine.states()
+        return _step(await states.restore(request.state, request.owner, request.top_k))
+
     async def _attach(self, _: bytes, request: wire.AttachStream) -> list[Any]:
         return _info(await self.engine.ops().attach(request.session_id, request.owner))
 
@@ -182,7 +233,7 @@ class EngineServer:
         params = _generation_request(request.sampling)
         session = None
         if request.session_id is None:
-            stream = self.engine.generate(request.ids, params)
+            stream = await self.engine.generate_cached(request.ids, params)
         else:
             stream, session = await self.engine.ops().generate(
                 request.session_id, request.owner, params
@@ -193,9 +244,11 @@ class EngineServer:
         try:
             async for token in stream:
                 position = None if start is None else start + token.index + 1
-                self._reply(
-                    identity, wire.Token(request.rid, token.token_id, token.index, position)
+                top = None if token.top is None else _top(token.top)
+                message = wire.Token(
+                    request.rid, token.token_id, token.index, position, token.logprob, top
                 )
+                self._reply(identity, message)
         finally:
             self._streams.pop(key, None)
         assert stream.finish_reason is not None
@@ -237,4 +290,5 @@ def _generation_request(sampling: wire.Sampling) -> GenerationRequest:
         sampling=SamplingParams(sampling.temperature, sampling.top_k, sampling.top_p),
         seed=sampling.seed,
         stop_at_eos=sampling.stop_at_eos,
+        logprobs=sampling.logprobs,
     )

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from service.engine.durable import Change, DurableSessions, SessionMoved
 from service.engine.errors import NotReady, ServeError, SessionBusy, SessionNotFound
 from service.engine.generation import GenerationStream
+from service.engine.history import state_item
 from service.engine.metrics import EngineMetrics
 from service.engine.results import SessionInfo, Step
 from service.engine.runner import RowResult
@@ -118,6 +120,7 @@ class SessionOps:
         """Continue the session with generated words; they become part of its history and
         are stored before the stream ends."""
         session = await self.open(session_id, owner)  # reloads a stale copy in place
+        session.history.clear(self.pool.release)  # generated words keep no rewind states
         stream = GenerationStream(self.submitter.cancel)
         self.registry.begin(session)
         stream.on_done(lambda: self.registry.end(session))
@@ -178,19 +181,31 @@ class SessionOps:
             token_logprobs=bool(ids),
             session=session,
         )
+        limit, release = self.config.session_history, self.pool.release
+        save_to = self.pool.allocate() if limit > 0 and ids and not reset else None
+        if save_to is not None:
+            item = state_item(item, save_to=save_to)
         item.capture_state = self.durable.persistent
         changes: list[Change] = []
 
         def finish(outcome: Any) -> None:
             if isinstance(outcome, RowResult):
+                if reset:  # (a deleted session frees its history in ``end`` below)
+                    session.history.restart(ids, limit, release)
+                elif save_to is not None:
+                    session.history.record(session.position, save_to, ids, limit, release)
                 session.position = len(ids) if reset else session.position + len(ids)
                 changes.append(self.durable.changed(session))
+            elif save_to is not None:
+                release(save_to)
             self.registry.end(session)
 
         item.on_finish = finish
         self.registry.begin(session)
         result = await self.submitter.run(item)
-        await self.durable.commit(session, changes[0], result.state)
+        # The save is fenced at the request's deadline (an error answer means not applied).
+        deadline_unix_s = time.time() + max(0.0, item.deadline - time.monotonic())
+        await self.durable.commit(session, changes[0], result.state, deadline_unix_s)
         # changes[0].position, not session.position: later feeds may have run meanwhile
         return Step(session.id, changes[0].position, sum(result.token_logprobs), result.top)
 
@@ -222,6 +237,8 @@ class SessionOps:
                     self.metrics.sessions_expired.inc()
             self.durable.prune()
             self._update_gauge()
+            history_bytes = self.registry.history_slots() * self.pool.bytes_per_slot
+            self.metrics.session_history_bytes.set(history_bytes)
 
     async def _watch_store(self) -> None:
         """Readiness follows the session store: a frozen or dead store turns it false."""

@@ -8,12 +8,14 @@ hundred bytes of Python.
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.engine.errors import Overloaded, SessionBusy, SessionNotFound
+from service.engine.history import History
 from service.engine.state_pool import StatePool
 
 
@@ -36,10 +38,14 @@ class Session:
     stale: bool = False
     epoch: int = 0
     save_lock: asyncio.Lock | None = None
+    history: History = field(default_factory=History)  # rewind states (extra slots)
 
     @property
     def dirty(self) -> bool:
         return self.version != self.stored_version
+
+
+ID_BYTES = 24
 
 
 class SessionRegistry:
@@ -50,6 +56,15 @@ class SessionRegistry:
         self.max_sessions = max_sessions
         self.ttl_s = ttl_s
         self._sessions: dict[str, Session] = {}
+        self._random = b""  # unused random bytes for session ids
+
+    def _new_id(self) -> str:
+        """192 random bits, base64url. Drawn from the OS 4 KB at a time: each draw lets
+        the inference thread take the interpreter lock, which a fork burst felt."""
+        if len(self._random) < ID_BYTES:
+            self._random = secrets.token_bytes(ID_BYTES * 170)
+        raw, self._random = self._random[:ID_BYTES], self._random[ID_BYTES:]
+        return base64.urlsafe_b64encode(raw).decode("ascii")
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -58,10 +73,11 @@ class SessionRegistry:
         return iter(list(self._sessions.values()))
 
     def create(self, owner: str | None) -> Session:
+        """A new session with a fresh slot (its state is written by its first work item)."""
         if len(self._sessions) >= self.max_sessions:
             raise Overloaded(f"session capacity full ({self.max_sessions} live)")
         now = time.time()
-        session = Session(secrets.token_urlsafe(24), self.pool.allocate(), owner, now, now)
+        session = Session(self._new_id(), self.pool.allocate(), owner, now, now)
         self._sessions[session.id] = session
         return session
 
@@ -113,7 +129,7 @@ class SessionRegistry:
         session.inflight -= 1
         session.last_used_at = time.time()
         if session.deleted and session.inflight == 0:
-            self.pool.release(session.slot)
+            self._release(session)
 
     def delete(self, session: Session) -> None:
         if session.deleted:
@@ -121,7 +137,16 @@ class SessionRegistry:
         session.deleted = True
         self._sessions.pop(session.id, None)
         if session.inflight == 0:
-            self.pool.release(session.slot)
+            self._release(session)
+
+    def _release(self, session: Session) -> None:
+        """Free the session's slot and its history's slots (once no work uses them)."""
+        self.pool.release(session.slot)
+        session.history.clear(self.pool.release)
+
+    def history_slots(self) -> int:
+        """Pool slots held by rewind histories (for the bytes gauge)."""
+        return len({slot for s in self._sessions.values() for slot in s.history.slots()})
 
     def attach(self, session: Session) -> None:
         if session.streaming:

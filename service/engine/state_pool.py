@@ -41,6 +41,7 @@ class StatePool:
         self.log_norm = array("d", [math.nan]) * capacity
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._reserved = capacity  # slots handed out or free; tensors may lag behind
+        self._shares: dict[int, int] = {}  # slot -> extra holders (shared history states)
         self.in_use = 0
 
     @property
@@ -61,8 +62,23 @@ class StatePool:
         return self._free.pop()
 
     def release(self, slot: int) -> None:
+        """Give back one hold on ``slot``; it is free once its last holder released it."""
+        shares = self._shares.get(slot)
+        if shares is not None:
+            if shares == 1:
+                del self._shares[slot]
+            else:
+                self._shares[slot] = shares - 1
+            return
         self.in_use -= 1
         self._free.append(slot)
+
+    def share(self, slots: list[int]) -> None:
+        """One more holder of each of ``slots`` (states nobody writes again: rewind history
+        entries that a fork shares with its source)."""
+        shares = self._shares
+        for slot in slots:
+            shares[slot] = shares.get(slot, 0) + 1
 
     def ensure_capacity(self) -> None:
         """Grow the tensors to cover every reserved slot (inference thread only)."""
@@ -89,3 +105,16 @@ class StatePool:
     def write(self, slot: int, h: Tensor, c: Tensor) -> None:
         self.h[:, slot] = h.to(self.device, self.dtype)
         self.c[:, slot] = c.to(self.device, self.dtype)
+
+    def copy(self, sources: list[int], targets: list[int]) -> None:
+        """Copy whole slots, log-sum-exp included (inference thread only). Fork and rewind
+        cost this one gather and scatter. Every source is read before any target is
+        written, so a slot may be a source of one pair and the target of another."""
+        device = self.h.device
+        source = torch.tensor(sources, device=device)
+        target = torch.tensor(targets, device=device)
+        self.h.index_copy_(1, target, self.h.index_select(1, source))
+        self.c.index_copy_(1, target, self.c.index_select(1, source))
+        norms = [self.log_norm[s] for s in sources]
+        for t, norm in zip(targets, norms, strict=True):
+            self.log_norm[t] = norm

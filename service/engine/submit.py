@@ -106,6 +106,7 @@ class Submitter:
             request.stop_at_eos,
             keep_state=session is not None,
             emit=emit,
+            logprobs=request.logprobs,
         )
         item = WorkItem(
             WorkKind.GENERATE,

@@ -35,7 +35,10 @@ class Predict(_Msg):
 
 
 class Score(_Msg):
+    """``top_k`` > 0: also the top k before each token (answered as ``[logprobs, tops]``)."""
+
     ids: list[int]
+    top_k: int = 0
 
 
 class Sampling(msgspec.Struct, array_like=True):
@@ -45,6 +48,7 @@ class Sampling(msgspec.Struct, array_like=True):
     top_p: float
     seed: int | None
     stop_at_eos: bool
+    logprobs: int | None = None  # None: none; 0: each word's log-prob; k: also the top k
 
 
 class Generate(_Msg):
@@ -84,6 +88,32 @@ class DeleteSession(_Msg):
     owner: str | None = None
 
 
+class ForkSession(_Msg):
+    session_id: str
+    top_k: int
+    owner: str | None = None
+
+
+class RewindSession(_Msg):
+    session_id: str
+    tokens: int
+    top_k: int
+    owner: str | None = None
+
+
+class ExportState(_Msg):
+    session_id: str
+    owner: str | None = None
+
+
+class ImportState(_Msg):
+    """A new session from a signed state token (``service.engine.state_token``)."""
+
+    state: str
+    top_k: int
+    owner: str | None = None
+
+
 class AttachStream(_Msg):
     """Open a WebSocket stream on a session (a new one when ``session_id`` is None)."""
 
@@ -114,6 +144,10 @@ Request = (
     | ResetSession
     | DescribeSession
     | DeleteSession
+    | ForkSession
+    | RewindSession
+    | ExportState
+    | ImportState
     | AttachStream
     | DetachStream
     | FlushSessions
@@ -142,6 +176,8 @@ class Token(_Msg):
     token_id: int
     index: int
     position: int | None = None  # the session's position after it (sessions only)
+    logprob: float | None = None  # when the generation asked for log-probs
+    top: list[Any] | None = None  # [[ids], [log-probs]], likeliest first
 
 
 class Done(_Msg):

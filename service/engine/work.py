@@ -26,8 +26,13 @@ class WorkKind(enum.Enum):
 
 @dataclass(frozen=True)
 class TokenEvent:
+    """A generated word; ``logprob`` and ``top`` ((id, log-prob), likeliest first) only
+    when the generation asked for log-probs."""
+
     token_id: int
     index: int  # 0-based index among the generated words
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Generation:
     produced: int = 0
     pending: list[int] = field(default_factory=list)  # words to feed next step
     finishing: FinishReason | None = None
+    logprobs: int | None = None  # None: none; 0: each word's; k: also the top k
 
 
 @dataclass(eq=False)
@@ -77,6 +83,7 @@ class WorkItem:
     capture_state: bool = False
     cancelled: bool = False
     started: bool = False
+    prompt_top_k: int = 0  # the top k at every consumed position (OpenAI's echo)
 
     def complete(self, outcome: Any) -> None:
         """Deliver a ``RowResult`` or an exception (on the event loop)."""
@@ -105,6 +112,7 @@ class WorkItem:
             distribution=gen is not None,
             restore=self.restore,
             capture_state=self.capture_state,
+            prompt_top_k=self.prompt_top_k,
         )
 
     def cost_tokens(self) -> int:

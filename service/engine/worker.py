@@ -22,7 +22,7 @@ import torch
 from service.engine.errors import Overloaded, ServeError, SessionNotFound, Timeout
 from service.engine.metrics import EngineMetrics
 from service.engine.runner import ModelRunner, RowResult
-from service.engine.sampling import sample
+from service.engine.sampling import sample, word_logprobs
 from service.engine.work import DoneEvent, FinishReason, TokenEvent, WorkItem
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,10 @@ class InferenceWorker:
             if now > item.deadline:
                 callbacks.extend(_failure(item, Timeout("request waited past its deadline")))
                 continue
-            if getattr(item.session_key, "deleted", False):
-                callbacks.extend(_failure(item, SessionNotFound(item.session_key.id)))  # type: ignore[union-attr]
+            session = item.session_key
+            if session is not None and getattr(session, "deleted", False):
+                session_id = str(getattr(session, "id", ""))
+                callbacks.extend(_failure(item, SessionNotFound(session_id)))
                 continue
             key = id(item.session_key) if item.session_key is not None else None
             if key is not None and key in busy:
@@ -208,12 +210,15 @@ class InferenceWorker:
                 for item, _ in sampling
             ]
         )
-        words = sample(logprobs, params, uniforms).tolist()
+        chosen = sample(logprobs, params, uniforms)
+        words = chosen.tolist()
+        scores = _scores(logprobs, sampling, chosen)
         eos = self.runner.vocabulary.eos_id
-        for (item, _), word in zip(sampling, words, strict=True):
+        for j, ((item, _), word) in enumerate(zip(sampling, words, strict=True)):
             gen = item.generation
             assert gen is not None
-            callbacks.append((gen.emit, TokenEvent(word, gen.produced)))
+            logprob, top = scores.get(j, (None, None))
+            callbacks.append((gen.emit, TokenEvent(word, gen.produced, logprob, top)))
             gen.produced += 1
             gen.pending = [word]
             if gen.stop_at_eos and word == eos:
@@ -232,6 +237,20 @@ class InferenceWorker:
 
 
 Callback = tuple[Callable[[Any], None], Any]
+WordScore = tuple[float | None, list[tuple[int, float]] | None]
+
+
+def _scores(
+    logprobs: torch.Tensor, sampling: list[tuple[WorkItem, RowResult]], chosen: torch.Tensor
+) -> dict[int, WordScore]:
+    """Log-probs for the rows whose generation asked for them (none asked: no work)."""
+    asked = [(item.generation.logprobs if item.generation else None) for item, _ in sampling]
+    rows = [j for j, k in enumerate(asked) if k is not None]
+    if not rows:
+        return {}
+    top_k = [asked[j] or 0 for j in rows]
+    found = word_logprobs(logprobs, rows, chosen, top_k)
+    return {j: (value, top) for j, (value, top) in zip(rows, found, strict=True)}
 
 
 def _run_callbacks(callbacks: list[Callback]) -> None:

@@ -1,0 +1,1 @@
+"""HTTP benchmarks: wrk scripts, the orchestrator and its report, the echo and LitServe peers."""

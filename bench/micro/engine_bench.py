@@ -1,0 +1,284 @@
+"""Engine benchmark without HTTP: the bare model, predict, session feeds, generation, memory.
+
+    python -m bench.micro.engine_bench --model models/default --json bench/out/engine.json
+    python -m bench.micro.engine_bench --parts bare,predict --levels 64 --threads 1 \
+        --batch-sizes 256 --bodies bench/out/bodies.jsonl          # issue 13's rows (a), (b)
+
+The engine gets word ids, as the engine process does (the API process tokenises): the
+bodies are tokenised once up front. ``--via channel|process`` reaches the engine through
+``EngineClient`` instead (same process, or a real engine process). Everything runs in one
+process and one run, so the batching-off baseline (``--batch-sizes 256,1``) shares the
+machine's state with what it is compared to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import random
+import resource
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.http.padded import padded_top_k
+from bench.micro.workload import VIAS, Workload, closed_loop, engine_client, local_engine, workload
+from models.checkpoint import Checkpoint, load
+from service.engine.core import EngineConfig, GenerationRequest
+from service.engine.generation import GenerationStream
+from service.engine.runner import Row
+from service.engine.sampling import SamplingParams
+
+PARTS = "bare,lone,predict,feeds,generation,memory"
+
+
+def bare_model(
+    checkpoint: Checkpoint, work: Workload, batch: int, duration_s: float
+) -> dict[str, Any]:
+    """Rows/s of ideal padded batches of ``batch`` (no engine, no queue): the ceiling."""
+    model, eos = checkpoint.model.eval(), checkpoint.vocabulary.eos_id
+    batches = [work.ids[i : i + batch] for i in range(0, len(work.ids) - batch + 1, batch)]
+    for ids in work.ids[:5]:  # warm-up
+        padded_top_k(model, eos, [ids], 5)
+    single = []
+    for ids in work.ids[:200]:
+        started = time.perf_counter()
+        padded_top_k(model, eos, [ids], 5)
+        single.append(time.perf_counter() - started)
+    rows, started = 0, time.perf_counter()
+    while time.perf_counter() - started < duration_s:
+        rows += len(padded_top_k(model, eos, batches[rows // batch % len(batches)], 5))
+    rate = rows / (time.perf_counter() - started)
+    result = {"batch": batch, "rows_per_s": rate, "lone_step_ms": statistics.median(single) * 1e3}
+    print(
+        f"bare model: padded batches of {batch}: {rate:8.1f} rows/s; one row "
+        f"{result['lone_step_ms']:.3f} ms (median)",
+        flush=True,
+    )
+    return result
+
+
+async def lone_overhead(config: EngineConfig, work: Workload, repeats: int) -> dict[str, float]:
+    """A lone predict through the engine vs the bare model step on the same ids."""
+    async with local_engine(config) as engine:
+        ids = work.ids[0]
+        runner = engine.runner
+        assert runner is not None
+        slot = runner.pool.allocate()
+        bare, full = [], []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            runner.step([Row(slot, ids, reset=True, top_k=5)])
+            bare.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            await engine.predict(ids, 5)
+            full.append(time.perf_counter() - started)
+    bare_ms, full_ms = statistics.median(bare) * 1e3, statistics.median(full) * 1e3
+    print(
+        f"lone predict: bare model step {bare_ms:.3f} ms, through the engine {full_ms:.3f} ms "
+        f"(+{full_ms - bare_ms:.3f} ms)",
+        flush=True,
+    )
+    return {"bare_step_ms": bare_ms, "engine_ms": full_ms, "added_ms": full_ms - bare_ms}
+
+
+async def predict_level(
+    config: EngineConfig, work: Workload, via: str, level: int, s: float
+) -> dict[str, Any]:
+    """One closed-loop level of predict (k=5) against a fresh engine reached ``via``."""
+    if via == "engine":
+        async with local_engine(config) as engine:
+            return await closed_loop(
+                lambda i: engine.predict(work.ids[i % len(work.ids)], 5), level, s
+            )
+    async with engine_client(config, via) as client:
+        texts = work.texts
+        return await closed_loop(lambda i: client.predict(texts[i % len(texts)]), level, s)
+
+
+async def predict_sweep(
+    config: EngineConfig, work: Workload, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    rows = []
+    for batch in args.batch_sizes:
+        for level in args.levels:
+            cfg = replace(config, max_batch_size=batch, max_queue=4096)
+            result = await predict_level(cfg, work, args.via, level, args.duration_s)
+            batching = "on" if batch > 1 else "off"
+            rows.append({"batching": batching, "via": args.via, **result})
+            print(
+                f"predict via {args.via} batching={batching:3} c={level:4} "
+                f"{result['throughput_rps']:8.1f} req/s p50 {result['p50']:7.2f} ms "
+                f"p99 {result['p99']:7.2f} ms",
+                flush=True,
+            )
+    return rows
+
+
+async def session_feeds(
+    config: EngineConfig, work: Workload, via: str, sessions: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One-word feeds (k=5) spread over ``sessions`` live sessions, closed loop."""
+    cfg = replace(config, max_queue=8192, max_sessions=sessions * 2)
+    words = [ids[j : j + 1] for ids in work.ids for j in range(len(ids))]
+    texts = [w for t in work.texts for w in t.split()]
+    rng = random.Random(0)
+    if via == "engine":
+        async with local_engine(cfg) as engine:
+            ops = engine.ops()
+            ids = [(await ops.create([], 5, None)).session_id for _ in range(sessions)]
+            result = await closed_loop(
+                lambda i: ops.feed(rng.choice(ids), words[i % len(words)], 5, None),
+                args.feed_concurrency,
+                args.duration_s,
+            )
+    else:
+        async with engine_client(cfg, via) as client:
+            ids = [(await client.create_session()).session_id for _ in range(sessions)]
+            result = await closed_loop(
+                lambda i: client.feed(rng.choice(ids), texts[i % len(texts)]),
+                args.feed_concurrency,
+                args.duration_s,
+            )
+    result = {"sessions": sessions, "via": via, "feeds_per_s": result["throughput_rps"], **result}
+    print(
+        f"feeds via {via} with {sessions} live sessions, {args.feed_concurrency} in flight: "
+        f"{result['feeds_per_s']:.0f} feeds/s p50 {result['p50']:.2f} ms "
+        f"p99 {result['p99']:.2f} ms",
+        flush=True,
+    )
+    return result
+
+
+async def generation(
+    config: EngineConfig, work: Workload, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    rows = []
+    request = GenerationRequest(
+        max_tokens=args.max_tokens, sampling=SamplingParams(1.0), stop_at_eos=False
+    )
+    for batch in args.batch_sizes:
+        async with local_engine(replace(config, max_batch_size=batch)) as engine:
+            started = time.perf_counter()
+            streams = [engine.generate(ids, request) for ids in work.ids[:64]]
+            results = await asyncio.gather(*(_count(s) for s in streams))
+            elapsed = time.perf_counter() - started
+        words = sum(results)
+        batching = "on" if batch > 1 else "off"
+        rows.append({"batching": batching, "words": words, "words_per_s": words / elapsed})
+        print(f"generation batching={batching}: {words / elapsed:.0f} words/s", flush=True)
+    return rows
+
+
+async def _count(stream: GenerationStream) -> int:
+    return len([token async for token in stream])
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * resource.getpagesize()
+
+
+async def session_memory(config: EngineConfig, sessions: int) -> dict[str, Any]:
+    cfg = replace(config, max_sessions=sessions, max_queue=8192)
+    async with local_engine(cfg) as engine:
+        gc.collect()
+        before = _rss_bytes()
+        ops = engine.ops()
+        for start in range(0, sessions, 4096):
+            count = min(4096, sessions - start)
+            await asyncio.gather(*(ops.create([], 5, None) for _ in range(count)))
+        gc.collect()
+        delta = _rss_bytes() - before
+        assert engine.runner is not None
+        per_slot = engine.runner.pool.bytes_per_slot
+    result = {
+        "sessions": sessions,
+        "rss_delta_bytes": delta,
+        "bytes_per_session": delta / sessions,
+        "raw_bytes_per_session": per_slot,
+        "ratio_to_raw": delta / (per_slot * sessions),
+    }
+    print(
+        f"{sessions} live sessions: RSS +{delta / 2**20:.1f} MiB "
+        f"({result['ratio_to_raw']:.2f}x raw, {result['bytes_per_session']:.0f} B/session)",
+        flush=True,
+    )
+    return result
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    config = EngineConfig(args.model, device=args.device, threads=args.threads)
+    checkpoint = load(args.model)
+    work = workload(checkpoint, args.bodies)
+    out: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "model": str(args.model),
+        "device": args.device,
+        "bodies": str(args.bodies or "bench.loadgen.texts"),
+    }
+    parts = set(args.parts.split(","))
+    if "bare" in parts:
+        out["bare"] = bare_model(checkpoint, work, 64, args.duration_s)
+    if "lone" in parts:
+        out["lone_overhead"] = await lone_overhead(config, work, args.repeats)
+    if "predict" in parts:
+        out["predict"] = await predict_sweep(config, work, args)
+    if "feeds" in parts:
+        out["feeds"] = [
+            await session_feeds(config, work, args.via, n, args) for n in args.feed_sessions
+        ]
+    if "generation" in parts:
+        out["generation"] = await generation(config, work, args)
+    if "memory" in parts:
+        out["memory"] = await session_memory(config, args.memory_sessions)
+    return out
+
+
+def _ints(spec: str) -> list[int]:
+    return [int(x) for x in spec.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add = parser.add_argument
+    add("--model", type=Path, default=Path("models/default"))
+    add("--bodies", type=Path, help="JSON-lines bodies (bench.http.bodies); default: built-in")
+    add("--parts", default=PARTS, help=f"which sections to run (default {PARTS})")
+    add("--via", choices=VIAS, default="engine", help="how predict/feeds reach the engine")
+    add("--levels", type=_ints, default=[1, 4, 16, 64, 256], help="predict concurrency")
+    add("--batch-sizes", type=_ints, default=[256, 1], help="max_batch_size (1 = off)")
+    add("--duration-s", type=float, default=5.0)
+    add("--repeats", type=int, default=200)
+    add("--feed-sessions", type=_ints, default=[1000, 10000])
+    add("--feed-concurrency", type=int, default=256)
+    add("--max-tokens", type=int, default=50)
+    add("--memory-sessions", type=int, default=100_000)
+    add("--device", default="cpu", help="cpu or cuda")
+    add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add("--json", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the bare model runs in this thread too
+    result = asyncio.run(main_async(args))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
