@@ -10,6 +10,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from models.detokenize import detokenize
+
 pytestmark = pytest.mark.integration
 
 
@@ -45,7 +47,7 @@ def test_feed_generate_reset_close(server, client: httpx.Client) -> None:
         assert all(t["id"] == "g" for t in tokens)
         done = recv(ws)
         assert done["type"] == "done" and done["finish_reason"] == "length"
-        assert done["text"] == " ".join(t["word"] for t in tokens)
+        assert done["text"] == detokenize([t["word"] for t in tokens])
         assert client.get(f"/v1/sessions/{sid}").json()["position"] == 7
         send(ws, type="reset", id=1)
         assert recv(ws) == {

@@ -21,6 +21,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from models.detokenize import detokenize
 from models.normalizer import Normalizer
 from models.tokenizer import Tokenizer
 from models.vocabulary import Vocabulary
@@ -45,7 +46,6 @@ from service.engine.results import (
     SessionInfo,
     SessionStep,
     WordProbability,
-    join_words,
     word_pieces,
 )
 
@@ -423,7 +423,7 @@ class Generation:
 
     @property
     def text(self) -> str:
-        return join_words(self.words)
+        return detokenize(self.words)  # for display; ``words`` stay the model's words
 
     def cancel(self) -> None:
         if self.finish_reason is None:
