@@ -12,6 +12,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from models.cells import make_layer
 from models.config import ModelConfig
@@ -85,6 +86,38 @@ class LanguageModel(nn.Module):
             p = self.config.dropout_output if last else self.config.dropout_hidden
             x = locked_dropout(x, p, self.training)
         return x, (torch.cat(h_out), torch.cat(c_out))
+
+    def packed_hidden_states(
+        self, tokens: Tensor, lengths: list[int], state: State
+    ) -> tuple[Tensor, State]:
+        """Rows of different lengths in one call (serving: a batch of prompts and feeds).
+
+        Args:
+            tokens: ``[B, T]`` word ids, each row padded past its own length.
+            lengths: each row's real length (>= 1).
+            state: ``(h, c)``, each ``[layers, B, width]``.
+
+        Returns:
+            The top layer's outputs ``[B, T', H]`` (``T'`` the longest length; zeros past a
+            row's end) and each row's state after its own last token. No dropout: this is
+            the inference path; single-token batches (decode steps) skip packing.
+        """
+        x = self.embedding(tokens)
+        packed = max(lengths) > 1
+        sequence: Tensor | PackedSequence = (
+            pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            if packed
+            else x
+        )
+        h0, c0 = state
+        h_out, c_out = [], []
+        for index, layer in enumerate(self.layers):
+            sequence, (h, c) = layer(sequence, (h0[index : index + 1], c0[index : index + 1]))
+            h_out.append(h)
+            c_out.append(c)
+        if isinstance(sequence, PackedSequence):
+            sequence = pad_packed_sequence(sequence, batch_first=True)[0]
+        return sequence, (torch.cat(h_out), torch.cat(c_out))
 
     def _run_layer(self, layer: nn.Module, x: Tensor, state: State) -> tuple[Tensor, State]:
         if not (self.training and self.config.weight_drop > 0):

@@ -36,3 +36,22 @@ def test_cached_log_norm_equals_full_decode(tiny_checkpoint: Path) -> None:
     # A step that computes no distribution leaves no stale value behind.
     runner.step([Row(slots[0], [3])])
     assert math.isnan(runner.pool.log_norm[slots[0]])
+
+
+def test_the_models_packed_step_equals_each_row_alone(tiny_checkpoint: Path) -> None:
+    """``LanguageModel.packed_hidden_states`` (what the runner calls): rows of different
+    lengths in one call give each row's own outputs and final state."""
+    model = load(tiny_checkpoint).model.eval()
+    rows = [[5, 6, 7, 8], [9], [10, 11]]
+    lengths = [len(r) for r in rows]
+    padded = torch.zeros(len(rows), max(lengths), dtype=torch.long)
+    for i, row in enumerate(rows):
+        padded[i, : len(row)] = torch.tensor(row)
+    with torch.inference_mode():
+        state = model.initial_state(len(rows))
+        out, (h, c) = model.packed_hidden_states(padded, lengths, state)
+        for i, row in enumerate(rows):
+            alone, (h1, c1) = model.hidden_states(torch.tensor([row]))
+            assert torch.allclose(out[i, : len(row)], alone[0], atol=1e-6)
+            assert torch.allclose(h[:, i], h1[:, 0], atol=1e-6)
+            assert torch.allclose(c[:, i], c1[:, 0], atol=1e-6)

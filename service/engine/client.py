@@ -2,30 +2,26 @@
 the API imports.
 
 Text is normalised here (the API process has the model's normalizer and vocabulary,
-sent by the engine at connect), word ids cross a ZeroMQ DEALER socket in batches, and
-answers come back as ids that are turned into words here. Requests made during one
-event-loop turn leave in one message. If the engine process dies, every waiting call
-fails with ``NotReady`` at once and ``health()`` says so (a pidfd is watched).
+sent by the engine at connect), word ids cross the channel (``service.engine.channel``:
+ZeroMQ, batched per event-loop turn), and answers come back as ids that are turned into
+words here. If the engine process dies, every waiting call fails with ``NotReady`` at
+once and ``health()`` says so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
 from collections.abc import AsyncIterator
 from typing import Any
-
-import zmq
-import zmq.asyncio
 
 from models.detokenize import detokenize
 from models.normalizer import Normalizer
 from models.tokenizer import Tokenizer
 from models.vocabulary import Vocabulary
 from service.engine import errors, wire
+from service.engine.channel import Channel
 from service.engine.errors import (
     InvalidRequest,
     NotReady,
@@ -76,7 +72,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 SPECIAL_WORDS = ("<unk>", "<eos>")
 HEALTH_TIMEOUT_S = 1.0
-GRACE_S = 5.0  # past the engine's own deadline, a call gives up on a wedged engine
 
 
 class EngineClient:
@@ -85,74 +80,36 @@ class EngineClient:
         self.request_timeout_s = request_timeout_s
         self.card: dict[str, Any] = {}
         self.tokenizer: Tokenizer | None = None
-        self.dead_reason: str | None = None
-        self._rids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[Any]] = {}
-        self._streams: dict[int, asyncio.Queue[wire.Reply]] = {}
-        self._outbox: list[wire.Request] = []
-        self._flush_scheduled = False
-        # Made by connect(): an app built but never started (a test) holds no ZeroMQ context.
-        self._context: zmq.asyncio.Context | None = None
-        self._socket: zmq.asyncio.Socket | None = None
-        self._receiver: asyncio.Task[None] | None = None
-        self._pidfd: int | None = None
+        self.channel = Channel(address, request_timeout_s)
 
     # ---- lifecycle -------------------------------------------------------------------
     async def connect(self, timeout_s: float = 30.0) -> None:
         """Connect, learn the model and its text rules, and watch the engine's process."""
-        self._context = zmq.asyncio.Context()
-        self._socket = self._context.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.SNDHWM, 0)
-        self._socket.setsockopt(zmq.RCVHWM, 0)
-        self._socket.connect(self.address)
-        self._receiver = asyncio.create_task(self._receive(), name="engine-client-receive")
+        self.channel.open()
         hello = await asyncio.wait_for(self._call(wire.Hello(0)), timeout_s)
         self.card = hello["card"]
         self.tokenizer = Tokenizer(
             Normalizer.from_config(hello["normalizer"]), Vocabulary(hello["vocabulary"])
         )
-        self._watch(int(hello["pid"]))
+        self.channel.watch(int(hello["pid"]))
 
-    def _watch(self, pid: int) -> None:
-        """Notice the engine's death the moment it happens (Linux pidfd)."""
-        with contextlib.suppress(AttributeError, OSError):
-            self._pidfd = os.pidfd_open(pid)
-            asyncio.get_running_loop().add_reader(self._pidfd, self._engine_died)
+    async def close(self) -> None:
+        await self.channel.close()
 
-    def _engine_died(self) -> None:
-        self._stop_watching()
-        self.fail_all("the engine process stopped")
+    @property
+    def dead_reason(self) -> str | None:
+        return self.channel.dead_reason
 
     def fail_all(self, reason: str) -> None:
         """Mark the engine gone and fail every waiting call and stream."""
-        self.dead_reason = reason
-        log.error("engine unavailable: %s", reason)
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(NotReady(reason))
-        self._pending.clear()
-        for queue in self._streams.values():
-            queue.put_nowait(wire.Failure(0, "not_ready", reason))
+        self.channel.fail_all(reason)
 
-    def _stop_watching(self) -> None:
-        if self._pidfd is not None:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_reader(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
+    async def _call(self, message: Any) -> Any:
+        return await self.channel.call(message)
 
-    async def close(self) -> None:
-        self._stop_watching()
-        if self._receiver is not None:
-            self._receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._receiver
-        if self._socket is not None:
-            self._socket.close()
-        if self._context is not None:
-            self._context.term()
-        self._socket = self._context = None
+    def _start_generation(self, message: wire.Generate, prompt: list[str]) -> Generation:
+        rid, queue = self.channel.start_stream(message)
+        return Generation(self, rid, queue, prompt)
 
     # ---- health and model ------------------------------------------------------------
     async def health(self) -> tuple[bool, str]:
@@ -308,101 +265,6 @@ class EngineClient:
         return SessionStep(session_id, position, words, logprob, predictions)
 
     # ---- channel ---------------------------------------------------------------------
-    async def _call(self, message: Any) -> Any:
-        if self.dead_reason is not None:
-            raise NotReady(self.dead_reason)
-        if self._socket is None:
-            raise NotReady("not connected to the engine")
-        message.rid = rid = next(self._rids)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending[rid] = future
-        self._send(message)
-        # A plain timer, not wait_for: wait_for costs a task per call (10 % of an API
-        # process's CPU under load, measured with py-spy).
-        timer = loop.call_later(self.request_timeout_s + GRACE_S, _give_up, future)
-        try:
-            return await future
-        except asyncio.CancelledError:
-            if rid in self._pending:
-                self._send(wire.Cancel(rid))
-            raise
-        finally:
-            timer.cancel()
-            self._pending.pop(rid, None)
-
-    def _start_generation(self, message: wire.Generate, prompt: list[str]) -> Generation:
-        if self.dead_reason is not None:
-            raise NotReady(self.dead_reason)
-        message.rid = rid = next(self._rids)
-        queue: asyncio.Queue[wire.Reply] = asyncio.Queue()
-        self._streams[rid] = queue
-        self._send(message)
-        return Generation(self, rid, queue, prompt)
-
-    def _send(self, message: Any) -> None:
-        self._outbox.append(message)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
-
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        outbox, self._outbox = self._outbox, []
-        if not outbox or self._socket is None:  # closed meanwhile: calls fail by timeout
-            return
-        try:
-            payload = wire.ENCODER.encode(outbox)
-        except (OverflowError, TypeError, ValueError):
-            payload = wire.ENCODER.encode(self._encodable(outbox))
-        self._socket.send(payload, copy=False)
-
-    def _encodable(self, outbox: list[Any]) -> list[Any]:
-        """The messages that encode; the others' calls fail at once (a value the wire
-        cannot carry, such as an integer past 64 bits, must not sink the whole batch)."""
-        kept = []
-        for message in outbox:
-            try:
-                wire.ENCODER.encode(message)
-            except (OverflowError, TypeError, ValueError) as error:
-                self._fail(message.rid, InvalidRequest(f"a value is out of range: {error}"))
-                continue
-            kept.append(message)
-        return kept
-
-    def _fail(self, rid: int, error: ServeError) -> None:
-        future = self._pending.pop(rid, None)
-        if future is not None and not future.done():
-            future.set_exception(error)
-        queue = self._streams.get(rid)
-        if queue is not None:
-            queue.put_nowait(wire.Failure(rid, error.code, error.message))
-
-    async def _receive(self) -> None:
-        while True:
-            assert self._socket is not None
-            payload = await self._socket.recv()
-            for reply in wire.REPLIES.decode(payload):
-                self._deliver(reply)
-
-    def _deliver(self, reply: wire.Reply) -> None:
-        queue = self._streams.get(reply.rid)
-        if queue is not None:
-            queue.put_nowait(reply)
-            if isinstance(reply, wire.Done | wire.Failure):
-                self._streams.pop(reply.rid, None)
-            return
-        future = self._pending.get(reply.rid)
-        if future is None or future.done():
-            return
-        if isinstance(reply, wire.Result):
-            future.set_result(reply.value)
-        elif isinstance(reply, wire.Failure):
-            future.set_exception(errors.from_code(reply.code, reply.message, reply.details))
-
-    def forget_stream(self, rid: int, cancel: bool) -> None:
-        if self._streams.pop(rid, None) is not None and cancel and self.dead_reason is None:
-            self._send(wire.Cancel(rid))
 
 
 class Generation:
@@ -427,7 +289,7 @@ class Generation:
 
     def cancel(self) -> None:
         if self.finish_reason is None:
-            self._client._send(wire.Cancel(self._rid))
+            self._client.channel.send(wire.Cancel(self._rid))
 
     async def __aiter__(self) -> AsyncIterator[GeneratedWord]:
         try:
@@ -445,16 +307,10 @@ class Generation:
                 elif isinstance(reply, wire.Failure):
                     raise errors.from_code(reply.code, reply.message, reply.details)
         finally:
-            self._client.forget_stream(self._rid, cancel=self.finish_reason is None)
+            self._client.channel.forget_stream(self._rid, cancel=self.finish_reason is None)
 
     async def collect(self) -> list[GeneratedWord]:
         return [word async for word in self]
-
-
-def _give_up(future: asyncio.Future[Any]) -> None:
-    """A wedged engine: the call fails with ``timeout`` rather than waiting for ever."""
-    if not future.done():
-        future.set_exception(Timeout("the engine did not answer in time"))
 
 
 def _top_k(k: int, skip_special: bool) -> int:

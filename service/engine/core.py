@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from models.checkpoint import Checkpoint, load
-from service.engine.durable import Durability, DurableSessions
+from service.engine.config import EngineConfig, pick_device
+from service.engine.durable import DurableSessions
 from service.engine.errors import NotReady, ServeError
 from service.engine.generation import GenerationStream
 from service.engine.metrics import EngineMetrics
+from service.engine.model_card import model_card, text_rules
 from service.engine.prefix_cache import PrefixCache, cached_item
 from service.engine.runner import ModelRunner, Row
 from service.engine.session_ops import SessionOps
@@ -35,36 +35,6 @@ from service.engine.work import WorkItem, WorkKind
 from service.engine.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    model_path: Path
-    device: str = "auto"
-    max_batch_size: int = 256
-    max_batch_tokens: int = 8192
-    max_queue: int = 1024
-    request_timeout_s: float = 30.0
-    session_ttl_s: float = 3600.0
-    max_sessions: int = 100_000
-    session_sweep_interval_s: float = 5.0
-    initial_pool_slots: int = 1024
-    threads: int = 0  # torch CPU threads; 0 = torch's own default
-    session_store: str = "memory"  # or redis://host:port/db
-    session_durability: Durability = "sync"
-    write_behind_interval_s: float = 0.05
-    max_resident_sessions: int = 0  # 0: no tiering (every live session keeps its slot)
-    session_history: int = 32  # tokens a session can rewind (each kept state is one slot)
-    state_key: str = ""  # HMAC key of exported state tokens; "" = random at each start
-    prefix_cache_bytes: int = 0  # states of stateless prefixes kept for reuse; 0 = off
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device cuda asked for but no CUDA device is available")
-    return torch.device(name)
 
 
 class Engine:
@@ -210,35 +180,11 @@ class Engine:
         return self.checkpoint.model.config.cell if self.checkpoint else ""
 
     def model_card(self) -> dict[str, Any]:
-        checkpoint = self._checkpoint()
-        model, card = checkpoint.model, checkpoint.card
-        config = model.config
-        return {
-            "id": self.model_id,
-            "architecture": config.cell,
-            "cell": config.cell,
-            "layers": config.num_layers,
-            "hidden_size": config.hidden_size,
-            "embedding_size": config.embedding_size,
-            "vocab_size": config.vocab_size,
-            "parameters": model.parameter_count(),
-            "tied_weights": config.tied,
-            "training_data": card.get("data", {}).get("name"),
-            "normalizer": checkpoint.normalizer.kind,
-            "valid_perplexity": card.get("valid_perplexity"),
-            "test_perplexity": card.get("test_perplexity"),
-            "device": str(self.device),
-            "dtype": str(model.embedding.weight.dtype).split(".")[-1],
-            "weights_sha256": checkpoint.weights_sha256,
-        }
+        return model_card(self._checkpoint(), str(self.device))
 
     def text_rules(self) -> dict[str, Any]:
         """What an API process needs to turn text into ids and back."""
-        checkpoint = self._checkpoint()
-        return {
-            "vocabulary": checkpoint.vocabulary.words,
-            "normalizer": checkpoint.normalizer.to_config(),
-        }
+        return text_rules(self._checkpoint())
 
     # ---- stateless -------------------------------------------------------------------
     async def predict(self, ids: list[int], top_k: int) -> list[tuple[int, float]]:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from models.checkpoint import Checkpoint
 from service.engine.state_pool import StatePool
@@ -183,24 +182,11 @@ class ModelRunner:
         for j, i in enumerate(active):
             padded[j, : lengths[j]] = torch.tensor(rows[i].tokens)
         index = torch.tensor(active, device=self.device)
-        h_act, c_act = h.index_select(1, index), c.index_select(1, index)
-        x = self.model.embedding(padded.to(self.device))
-        packed = longest > 1  # single-token rows (decode steps) skip packing
-        sequence = (
-            pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-            if packed
-            else x
-        )
-        new_h, new_c = [], []
-        for k, layer in enumerate(self.model.layers):
-            sequence, (lh, lc) = layer(sequence, (h_act[k : k + 1], c_act[k : k + 1]))
-            new_h.append(lh)
-            new_c.append(lc)
-        out = pad_packed_sequence(sequence, batch_first=True)[0] if packed else sequence
-        assert isinstance(out, Tensor)
-        h = h.index_copy(1, index, torch.cat(new_h))
-        c = c.index_copy(1, index, torch.cat(new_c))
-        return out, h, c
+        state = (h.index_select(1, index), c.index_select(1, index))
+        out, (new_h, new_c) = self.model.packed_hidden_states(
+            padded.to(self.device), lengths, state
+        )  # the model's own packed step: the layers are not re-implemented here
+        return out, h.index_copy(1, index, new_h), c.index_copy(1, index, new_c)
 
     def _decode(
         self,
@@ -260,16 +246,7 @@ class ModelRunner:
             if scored_index:
                 index = torch.tensor(scored_index, device=self.device)
                 full = self._token_logprobs(vectors.index_select(0, index), scored_targets)
-            position, cheap_position = 0, 0
-            for i, n, first_cheap in scored_rows:
-                if first_cheap:
-                    values = [cheap_logprobs[cheap_position], *full[position : position + n - 1]]
-                    cheap_position += 1
-                    position += n - 1
-                else:
-                    values = full[position : position + n]
-                    position += n
-                results[i].token_logprobs = values
+            _spread_logprobs(results, scored_rows, cheap_logprobs, full)
         if prompt_rows:
             self._prompt_top(rows, results, prompt_rows, vectors)
         if last_index:
@@ -365,3 +342,23 @@ def _copy_only(row: Row) -> bool:
         or row.save_to is not None
         or row.save_after is not None
     )
+
+
+def _spread_logprobs(
+    results: list[RowResult],
+    scored_rows: list[tuple[int, int, bool]],
+    cheap: list[float],
+    full: list[float],
+) -> None:
+    """Hand each scored row its tokens' log-probs: the first one from ``cheap`` (one dot
+    product) where the row's log-sum-exp was known, the rest from ``full``, in order."""
+    position, cheap_position = 0, 0
+    for i, n, first_cheap in scored_rows:
+        if first_cheap:
+            values = [cheap[cheap_position], *full[position : position + n - 1]]
+            cheap_position += 1
+            position += n - 1
+        else:
+            values = full[position : position + n]
+            position += n
+        results[i].token_logprobs = values

@@ -1,0 +1,41 @@
+"""``EngineConfig``: everything the engine is configured by (handed in by the shell; the
+engine reads no settings module and no environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from service.engine.durable import Durability
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model_path: Path
+    device: str = "auto"
+    max_batch_size: int = 256
+    max_batch_tokens: int = 8192
+    max_queue: int = 1024
+    request_timeout_s: float = 30.0
+    session_ttl_s: float = 3600.0
+    max_sessions: int = 100_000
+    session_sweep_interval_s: float = 5.0
+    initial_pool_slots: int = 1024
+    threads: int = 0  # torch CPU threads; 0 = torch's own default
+    session_store: str = "memory"  # or redis://host:port/db
+    session_durability: Durability = "sync"
+    write_behind_interval_s: float = 0.05
+    max_resident_sessions: int = 0  # 0: no tiering (every live session keeps its slot)
+    session_history: int = 32  # tokens a session can rewind (each kept state is one slot)
+    state_key: str = ""  # HMAC key of exported state tokens; "" = random at each start
+    prefix_cache_bytes: int = 0  # states of stateless prefixes kept for reuse; 0 = off
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device cuda asked for but no CUDA device is available")
+    return torch.device(name)
