@@ -11,7 +11,6 @@ from fastapi import Depends, Request
 
 from service.api.admission import Admission
 from service.engine.client import EngineClient, Overloaded
-from service.settings import Settings
 
 
 async def admitted(request: Request) -> str | None:
@@ -37,11 +36,6 @@ async def admission_of(request: Request) -> Admission:
     return request.app.state.admission
 
 
-async def settings_of(request: Request) -> Settings:
-    return request.app.state.settings
-
-
 Owner = Annotated[str | None, Depends(admitted)]
 EngineDep = Annotated[EngineClient, Depends(engine_of)]
 AdmissionDep = Annotated[Admission, Depends(admission_of)]
-SettingsDep = Annotated[Settings, Depends(settings_of)]

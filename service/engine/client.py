@@ -100,10 +100,6 @@ class EngineClient:
     def dead_reason(self) -> str | None:
         return self.channel.dead_reason
 
-    def fail_all(self, reason: str) -> None:
-        """Mark the engine gone and fail every waiting call and stream."""
-        self.channel.fail_all(reason)
-
     async def _call(self, message: Any) -> Any:
         return await self.channel.call(message)
 
