@@ -14,29 +14,53 @@ import math
 import platform
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.nn import functional
 
 from models.averaging import WeightAverage
-from models.checkpoint import Checkpoint, load, save
-from models.config import CELL_TYPES, ModelConfig
-from models.data import batchify, chunks, encode_file, read_lines, split_path
+from models.checkpoint import Checkpoint, save
+from models.data import chunks
 from models.evaluate import mean_nll
 from models.network import LanguageModel
 from models.normalizer import Normalizer
-from models.presets import RECIPES, Recipe
+from models.presets import Recipe
 from models.progress import Progress
+from models.train_cli import build_parser, parse_arguments
+from models.train_setup import (
+    Schedule,
+    averaged_steps,
+    build_model,
+    load_data,
+    pick_device,
+    prepare_torch,
+    resume_or_build,
+    start_average,
+    state_averaged,
+)
 from models.vocabulary import Vocabulary
 
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+# Set-up and command-line names stay importable from here, where they lived before the split.
+__all__ = [
+    "Run",
+    "Schedule",
+    "averaged_steps",
+    "build_model",
+    "build_parser",
+    "load_data",
+    "main",
+    "next_lr",
+    "parse_arguments",
+    "pick_device",
+    "prepare_torch",
+    "resume_or_build",
+    "run_epochs",
+    "start_average",
+    "state_averaged",
+    "train_epoch",
+]
 
 
 def train_epoch(
@@ -79,73 +103,6 @@ def next_lr(recipe: Recipe, lr: float, epoch: int, improved: bool) -> float:
     return lr if improved else lr / recipe.lr_decay
 
 
-def state_averaged(resume: Path | None) -> int | None:
-    """The epoch from which a resumed run's weights are an average, if they are."""
-    if resume is None:
-        return None
-    return load(resume).card.get("training", {}).get("averaged_from_epoch")
-
-
-def averaged_steps(card: dict, steps_per_epoch: int) -> int:
-    """How many iterates the averaged weights of a checkpoint's card are the mean of."""
-    training = card["training"]
-    return steps_per_epoch * (training["epochs"] - training["averaged_from_epoch"] + 1) + 1
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--recipe", default="default", choices=sorted(RECIPES))
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/ptb"))
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--normalizer", default="ptb", choices=["ptb", "whitespace"])
-    parser.add_argument("--cell", choices=CELL_TYPES, help="recurrent cell (default: recipe's)")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float, help="learning rate (with --resume: from now on)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument(
-        "--max-time-s",
-        type=float,
-        default=math.inf,
-        help="stop after this long; the last epochs anneal the rate",
-    )
-    parser.add_argument(
-        "--anneal-epochs",
-        type=int,
-        default=3,
-        help="with --max-time-s: decay every epoch once this few remain",
-    )
-    parser.add_argument("--resume", type=Path, help="an OUT/last checkpoint to continue")
-    parser.add_argument(
-        "--average",
-        action="store_true",
-        help="evaluate and keep the running average of the weights (NT-ASGD); lr stays fixed",
-    )
-    parser.add_argument(
-        "--average-from",
-        type=Path,
-        help="with --average and --resume: a checkpoint of averaged weights (OUT/best of an "
-        "--average run) whose running mean this run extends",
-    )
-    parser.add_argument("--model-id", help="id served by the API (default: OUT's name)")
-    return parser
-
-
-@dataclass
-class Schedule:
-    """Where training stands between epochs; a resumed run reads it back from OUT/last."""
-
-    lr: float
-    start_epoch: int = 1
-    best_valid: float = math.inf
-    elapsed_before: float = 0.0
-    history: list[list[float]] = field(default_factory=list)  # [epoch, lr, valid ppl] each
-
-
 @dataclass
 class Run:
     """What the epoch loop reads and does not change: the model, its data and the options."""
@@ -165,101 +122,6 @@ class Run:
     def evaluated(self) -> AbstractContextManager[object]:
         """Evaluate and keep the averaged weights when averaging, else the live ones."""
         return self.average.swapped_in() if self.average is not None else contextlib.nullcontext()
-
-
-def parse_arguments(argv: list[str] | None) -> tuple[argparse.Namespace, Recipe]:
-    """The options, and the recipe with the command line's overrides applied.
-
-    With ``--resume``, ``--lr`` is not the recipe's starting rate but the rate from now on.
-    """
-    args = build_parser().parse_args(argv)
-    overrides = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": None if args.resume else args.lr,
-        "seed": args.seed,
-        "cell": args.cell,
-    }
-    recipe = replace(RECIPES[args.recipe], **{k: v for k, v in overrides.items() if v is not None})
-    return args, recipe
-
-
-def prepare_torch(args: argparse.Namespace, recipe: Recipe) -> torch.device:
-    """Threads and seed before any model is built, so a run is repeatable."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(recipe.seed)
-    return pick_device(args.device)
-
-
-def build_model(recipe: Recipe, vocabulary: Vocabulary, device: torch.device) -> LanguageModel:
-    """A fresh model of the recipe's architecture, initialised as the recipe says."""
-    config = ModelConfig(
-        vocab_size=len(vocabulary),
-        embedding_size=recipe.embedding_size,
-        hidden_size=recipe.hidden_size,
-        num_layers=recipe.num_layers,
-        tied=recipe.tied,
-        cell=recipe.cell,
-        dropout_input=recipe.dropout_input,
-        dropout_hidden=recipe.dropout_hidden,
-        dropout_output=recipe.dropout_output,
-        weight_drop=recipe.weight_drop,
-    )
-    model = LanguageModel(config)
-    model.reset_parameters(recipe.init_range)
-    model.to(device)
-    return model
-
-
-def resume_or_build(
-    args: argparse.Namespace, recipe: Recipe, device: torch.device
-) -> tuple[LanguageModel, Vocabulary, Schedule]:
-    """The model, its vocabulary and the schedule: from ``--resume``'s checkpoint, or new
-    (the vocabulary then built from the training text)."""
-    if args.resume:
-        resumed = load(args.resume, device)
-        state = resumed.card["training"]
-        schedule = Schedule(
-            lr=args.lr or state["lr"],
-            start_epoch=state["epochs"] + 1,
-            best_valid=state["best_valid_nll"],
-            elapsed_before=state["seconds"],
-            history=list(state.get("history", [])),
-        )
-        return resumed.model, resumed.vocabulary, schedule
-    vocabulary = Vocabulary.from_corpus(read_lines(split_path(args.data, "train")))
-    return build_model(recipe, vocabulary, device), vocabulary, Schedule(lr=recipe.lr)
-
-
-def load_data(
-    data: Path, vocabulary: Vocabulary, batch_size: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Training rows ``[batch_size, N]`` on ``device`` and the validation token stream."""
-    train_rows = batchify(encode_file(split_path(data, "train"), vocabulary), batch_size).to(device)
-    return train_rows, encode_file(split_path(data, "valid"), vocabulary)
-
-
-def start_average(
-    args: argparse.Namespace,
-    model: LanguageModel,
-    train_rows: torch.Tensor,
-    recipe: Recipe,
-    device: torch.device,
-    start_epoch: int,
-) -> tuple[WeightAverage | None, int]:
-    """With ``--average``: the running weight average (extending ``--average-from``'s if
-    given) and the epoch it runs from; without it, ``None``."""
-    if not args.average:
-        return None, start_epoch
-    if args.average_from is None:
-        return WeightAverage(model), start_epoch
-    previous = load(args.average_from, device)
-    steps_per_epoch = math.ceil((train_rows.shape[1] - 1) / recipe.bptt)
-    count = averaged_steps(previous.card, steps_per_epoch)
-    averaged_from = previous.card["training"]["averaged_from_epoch"]
-    print(f"extending the average of {count:,} iterates from epoch {averaged_from}")
-    return WeightAverage.continuing(model, previous.model, count), averaged_from
 
 
 def train_and_validate(run: Run, epoch: int, lr: float) -> tuple[float, float]:
@@ -351,7 +213,7 @@ def run_epochs(run: Run, schedule: Schedule, started: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Parse, build or resume, load the data, then train epoch by epoch (module docstring)."""
-    args, recipe = parse_arguments(argv)
+    args, recipe = parse_arguments(argv, __doc__)
     device = prepare_torch(args, recipe)
     normalizer = Normalizer(kind=args.normalizer, lowercase=args.normalizer == "ptb")
     model, vocabulary, schedule = resume_or_build(args, recipe, device)

@@ -92,6 +92,23 @@ class Settings(BaseSettings):
         "clients re-sending a growing text); -1 = sized for the machine (1/64 of memory, "
         "at most 256 MiB); 0 = off",
     )
+    session_cache: Literal["on", "off"] = Field(
+        "off",
+        description="on: every new session keeps a continuous cache of its recent words "
+        '(Grave et al. 2016; POST /v1/sessions {"cache": true} asks for one per session)',
+    )
+    max_cache_bytes: int = Field(
+        -1,
+        ge=-1,
+        description="bytes all sessions' continuous caches may hold together (429 past "
+        "it); -1 = sized for the machine (1/8 of memory, at most 4 GiB); 0 = no cached "
+        "sessions",
+    )
+    cuda_graphs: bool = Field(
+        False,
+        description="replay one-token steps from CUDA graphs captured at fixed batch sizes "
+        "(a GPU's launch overhead; on a CPU the same padded path runs without graphs)",
+    )
     state_key: str = Field(
         "",
         repr=False,
@@ -163,18 +180,31 @@ class Settings(BaseSettings):
             session_history=self.session_history,
             state_key=self.state_key,
             prefix_cache_bytes=self.prefix_cache_budget_bytes(),
+            session_cache=self.session_cache == "on",
+            max_cache_bytes=self.cache_budget_bytes(),
+            cuda_graphs=self.cuda_graphs,
         )
+
+    def cache_budget_bytes(self) -> int:
+        """``max_cache_bytes``, with -1 resolved to 1/8 of memory, at most 4 GiB."""
+        if self.max_cache_bytes >= 0:
+            return self.max_cache_bytes
+        return min(4 << 30, _memory_bytes() // 8)
 
     def prefix_cache_budget_bytes(self) -> int:
         """``prefix_cache_bytes``, with -1 resolved to 1/64 of memory, at most 256 MiB."""
         if self.prefix_cache_bytes >= 0:
             return self.prefix_cache_bytes
-        try:
-            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError):
-            memory = 4 << 30
-        return min(256 << 20, memory // 64)
+        return min(256 << 20, _memory_bytes() // 64)
 
     @cached_property
     def api_key_set(self) -> frozenset[str]:
         return frozenset(key.strip() for key in self.api_keys.split(",") if key.strip())
+
+
+def _memory_bytes() -> int:
+    """Physical memory of the machine (4 GiB where it cannot be read)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 4 << 30

@@ -48,6 +48,7 @@ def make_checkpoint(
     layers: int = 2,
     seed: int = 0,
     model_id: str = "tiny-test",
+    card: dict[str, object] | None = None,
     **architecture: object,
 ) -> Path:
     torch.manual_seed(seed)
@@ -62,7 +63,13 @@ def make_checkpoint(
     # Sharper than the default init, so a random model has a peaked distribution.
     torch.nn.init.uniform_(model.embedding.weight, -1.0, 1.0)
     save(
-        Checkpoint(model, vocabulary, Normalizer("ptb"), model_id, {"data": {"name": "random"}}),
+        Checkpoint(
+            model,
+            vocabulary,
+            Normalizer("ptb"),
+            model_id,
+            {"data": {"name": "random"}, **(card or {})},
+        ),
         directory,
     )
     return directory

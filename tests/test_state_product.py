@@ -412,3 +412,36 @@ def test_forks_rewinds_imports_are_stored(tiny_checkpoint: Path, tmp_path: Path)
 
     with running_redis(tmp_path) as redis:
         asyncio.run(scenario(redis.url))
+
+
+@pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+def test_history_follows_the_session_to_another_replica(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Acked = stored for the rewind history too: another engine on the same Redis rewinds
+    a session (and a fork of it) fed word by word elsewhere, as far back as the first."""
+
+    async def scenario(redis_url: str) -> None:
+        config = EngineConfig(tiny_checkpoint, device="cpu", session_store=redis_url)
+        a, b = await start_local(config), await start_local(config)
+        try:
+            sid = (await a.create_session("the", k=5)).session_id
+            for word in WORDS[1:6]:  # "company said it expects sales"
+                await a.feed(sid, word, k=5)
+            await a.feed(sid, "to rise", k=5)  # a two-word feed: a rewind into it re-feeds
+            fork = await a.client.fork_session(sid, k=5)
+            back = await b.client.rewind_session(sid, 1, k=5)  # into the two-word feed
+            _same(back, await a.create_session(" ".join(WORDS[:7]), k=5))
+            back = await b.client.rewind_session(fork.session_id, 7, k=5)
+            _same(back, await a.create_session("the", k=5))
+            with pytest.raises(InvalidRequest, match="keeps the last 1"):
+                await b.client.rewind_session(fork.session_id, 2, k=5)
+            # moved back to A, the session keeps what is left of its history
+            again = await a.client.rewind_session(sid, 3, k=5)
+            _same(again, await b.create_session(" ".join(WORDS[:4]), k=5))
+        finally:
+            await a.stop()
+            await b.stop()
+
+    with running_redis(tmp_path) as redis:
+        asyncio.run(scenario(redis.url))

@@ -52,7 +52,8 @@ async def create_session(
             raise errors.InvalidRequest("give either text or state, not both")
         step = await engine.import_state(body.state, k, owner, body.exclude_special)
         return json_response(step_payload(step, with_logprob=False), 201)
-    step = await engine.create_session(admission.text(body.text), k, owner, body.exclude_special)
+    text = admission.text(body.text)
+    step = await engine.create_session(text, k, owner, body.exclude_special, body.cache)
     return json_response(step_payload(step, with_logprob=False), 201)
 
 

@@ -55,6 +55,12 @@ class CreateSessionRequest(Strict):
         description="a token from GET /v1/sessions/{id}/state: the new session starts from "
         "that state and position (then text must be empty)",
     )
+    cache: bool | None = Field(
+        None,
+        description="keep a continuous cache of the session's recent words (Grave et al. "
+        "2016): its logprobs and predictions come from the mixture; absent: the server's "
+        "LSTM_SERVE_SESSION_CACHE setting",
+    )
 
 
 class ForkRequest(Strict):

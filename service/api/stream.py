@@ -39,6 +39,7 @@ from service.api.schemas import (
     WsReset,
     WsRewind,
 )
+from service.api.stream_open import open_stream
 from service.engine.client import (
     EngineClient,
     Generation,
@@ -51,14 +52,13 @@ log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008
 _messages: TypeAdapter[Any] = TypeAdapter(WsMessage)
 _PENDING_MESSAGES = 64
-MAX_SESSION_ID_CHARS = 256
 
 
 async def stream_endpoint(websocket: WebSocket) -> None:
     app = websocket.app
     await websocket.accept()
     try:
-        session_id, position = await _open(websocket, app.state.admission, app.state.engine)
+        session_id, position = await open_stream(websocket, app.state.admission, app.state.engine)
     except ServeError as error:
         app.state.metrics.errors.labels(error.code).inc()
         with contextlib.suppress(Exception):
@@ -72,20 +72,6 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     finally:
         app.state.drain.streams.discard(websocket)
         await app.state.engine.detach_stream(session_id)
-
-
-async def _open(
-    websocket: WebSocket, admission: Admission, engine: EngineClient
-) -> tuple[str, int]:
-    """Admission, then claim the session in the engine (a new one without ``session_id``)."""
-    owner = admission.authenticate(websocket, allow_query_token=True)
-    admission.check_open()
-    session_id = websocket.query_params.get("session_id")
-    if session_id is not None and len(session_id) > MAX_SESSION_ID_CHARS:
-        raise InvalidRequest(f"session_id: at most {MAX_SESSION_ID_CHARS} characters")
-    info = await engine.attach_stream(session_id, owner)
-    websocket.state.owner = owner
-    return info.session_id, info.position
 
 
 class StreamConnection:

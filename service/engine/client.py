@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
-from models.detokenize import detokenize
 from models.normalizer import Normalizer
 from models.tokenizer import Tokenizer
 from models.vocabulary import Vocabulary
 from service.engine import errors, wire
 from service.engine.channel import Channel
+from service.engine.client_generation import Generation
 from service.engine.errors import (
     InvalidRequest,
     NotReady,
@@ -49,6 +48,7 @@ __all__ = [
     "EngineClient",
     "FinishReason",
     "GeneratedWord",
+    "Generation",
     "GenerationRequest",
     "InvalidRequest",
     "NotReady",
@@ -162,10 +162,16 @@ class EngineClient:
 
     # ---- sessions --------------------------------------------------------------------
     async def create_session(
-        self, text: str = "", k: int = 5, owner: str | None = None, skip_special: bool = False
+        self,
+        text: str = "",
+        k: int = 5,
+        owner: str | None = None,
+        skip_special: bool = False,
+        cache: bool | None = None,
     ) -> SessionStep:
         words, ids = self.encode(text)
-        step = await self._call(wire.CreateSession(0, ids, _top_k(k, skip_special), owner))
+        top_k = _top_k(k, skip_special)
+        step = await self._call(wire.CreateSession(0, ids, top_k, owner, cache))
         return self._session_step(step, words, k, skip_special)
 
     async def feed(
@@ -221,9 +227,12 @@ class EngineClient:
         step = await self._call(wire.ImportState(0, state, _top_k(k, skip_special), owner))
         return self._session_step(step, [], k, skip_special)
 
-    async def attach_stream(self, session_id: str | None, owner: str | None) -> SessionInfo:
-        """Claim the session (a new one for ``None``) for one live stream."""
-        return SessionInfo(*await self._call(wire.AttachStream(0, session_id, owner)))
+    async def attach_stream(
+        self, session_id: str | None, owner: str | None, cache: bool | None = None
+    ) -> SessionInfo:
+        """Claim the session (a new one for ``None``, with a continuous cache if
+        ``cache``) for one live stream."""
+        return SessionInfo(*await self._call(wire.AttachStream(0, session_id, owner, cache)))
 
     async def detach_stream(self, session_id: str) -> None:
         with contextlib.suppress(ServeError):
@@ -261,52 +270,6 @@ class EngineClient:
         return SessionStep(session_id, position, words, logprob, predictions)
 
     # ---- channel ---------------------------------------------------------------------
-
-
-class Generation:
-    """A running generation: iterate for ``GeneratedWord``s; afterwards ``finish_reason``
-    (a ``FinishReason``), ``text`` and, for a session, its ``position`` are set. Leaving the
-    iteration early cancels the generation in the engine."""
-
-    def __init__(
-        self, client: EngineClient, rid: int, queue: asyncio.Queue[wire.Reply], prompt: list[str]
-    ) -> None:
-        self.prompt_tokens = prompt
-        self.words: list[str] = []
-        self.finish_reason: FinishReason | None = None
-        self.position: int | None = None
-        self._client = client
-        self._rid = rid
-        self._queue = queue
-
-    @property
-    def text(self) -> str:
-        return detokenize(self.words)  # for display; ``words`` stay the model's words
-
-    def cancel(self) -> None:
-        if self.finish_reason is None:
-            self._client.channel.send(wire.Cancel(self._rid))
-
-    async def __aiter__(self) -> AsyncIterator[GeneratedWord]:
-        try:
-            while True:
-                reply = await self._queue.get()
-                if isinstance(reply, wire.Token):
-                    word = self._client.word(reply.token_id)
-                    self.words.append(word)
-                    top = None if reply.top is None else self._client._words(reply.top)
-                    yield GeneratedWord(word, reply.index, reply.position, reply.logprob, top)
-                elif isinstance(reply, wire.Done):
-                    self.position = reply.position
-                    self.finish_reason = FinishReason(reply.reason)
-                    return
-                elif isinstance(reply, wire.Failure):
-                    raise errors.from_code(reply.code, reply.message, reply.details)
-        finally:
-            self._client.channel.forget_stream(self._rid, cancel=self.finish_reason is None)
-
-    async def collect(self) -> list[GeneratedWord]:
-        return [word async for word in self]
 
 
 def _top_k(k: int, skip_special: bool) -> int:

@@ -31,6 +31,9 @@ class EngineConfig:
     session_history: int = 32  # tokens a session can rewind (each kept state is one slot)
     state_key: str = ""  # HMAC key of exported state tokens; "" = random at each start
     prefix_cache_bytes: int = 0  # states of stateless prefixes kept for reuse; 0 = off
+    session_cache: bool = False  # every new session keeps a continuous cache
+    max_cache_bytes: int = 1 << 30  # all sessions' continuous caches together
+    cuda_graphs: bool = False  # one-token steps replayed from CUDA graphs (service.engine.graphs)
 
 
 def pick_device(name: str) -> torch.device:

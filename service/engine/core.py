@@ -23,7 +23,8 @@ from service.engine.generation import GenerationStream
 from service.engine.metrics import EngineMetrics
 from service.engine.model_card import model_card, text_rules
 from service.engine.prefix_cache import PrefixCache, cached_item
-from service.engine.runner import ModelRunner, Row
+from service.engine.runner import ModelRunner
+from service.engine.session_cache import CachePool, pool_for_card
 from service.engine.session_ops import SessionOps
 from service.engine.sessions import SessionRegistry
 from service.engine.state_ops import StateOps
@@ -61,10 +62,15 @@ class Engine:
             torch.set_num_threads(self.config.threads)
         self.checkpoint = await asyncio.to_thread(load, self.config.model_path, self.device)
         self.runner = await asyncio.to_thread(
-            ModelRunner, self.checkpoint, self.device, self.config.initial_pool_slots
+            ModelRunner,
+            self.checkpoint,
+            self.device,
+            self.config.initial_pool_slots,
+            self.config.cuda_graphs,
         )
-        await asyncio.to_thread(self._warm_up)
+        await asyncio.to_thread(self.runner.warm_up)
         pool = self.runner.pool
+        self.runner.caches = self._session_caches(pool)
         self.prefix_cache = PrefixCache(
             self.config.prefix_cache_bytes,
             pool.bytes_per_slot,
@@ -73,7 +79,7 @@ class Engine:
             self.metrics,
         )
         self.sessions = SessionRegistry(
-            self.runner.pool, self.config.max_sessions, self.config.session_ttl_s
+            pool, self.config.max_sessions, self.config.session_ttl_s, self.runner.caches
         )
         self.submitter.worker = InferenceWorker(
             self.runner,
@@ -103,7 +109,7 @@ class Engine:
             self.metrics,
             self._checkpoint().weights_sha256,
             (pool.layers, pool.hidden),
-            lambda session, restore: self.ops().state_item(session, restore),
+            lambda session, restore, writes: self.ops().state_item(session, restore, writes),
             durability=config.session_durability,
             write_behind_interval_s=config.write_behind_interval_s,
             max_resident=config.max_resident_sessions,
@@ -119,7 +125,21 @@ class Engine:
         )
         self.state_ops = StateOps(self.session_ops, shape, config.state_key)
 
+    def _session_caches(self, pool: StatePool) -> CachePool | None:
+        """The rings of sessions' continuous caches, if the card holds tuned numbers."""
+        assert self.device is not None
+        config = self.config
+        return pool_for_card(
+            self._checkpoint().card,
+            pool.hidden,
+            config.session_history,
+            config.max_cache_bytes,
+            self.device,
+            required=config.session_cache,
+        )
+
     def _publish_model_metrics(self) -> None:
+        self.metrics.session_cache_capacity_bytes.set(self.config.max_cache_bytes)
         self.metrics.queue_capacity.set(self.config.max_queue)
         self.metrics.sessions_capacity.set(self.config.max_sessions)
         self.metrics.model_info.labels(self.model_id, self.architecture, str(self.device)).set(1)
@@ -137,18 +157,6 @@ class Engine:
                 await self.durable.store.close()
         if self.submitter.worker is not None:
             await asyncio.to_thread(self.submitter.worker.stop)
-
-    def _warm_up(self) -> None:
-        assert self.runner is not None
-        slots = [self.runner.pool.allocate() for _ in range(4)]
-        for lengths in ([1], [1, 1, 1, 1], [12, 3, 1, 7]):
-            rows = [
-                Row(slots[i], [1] * n, reset=True, top_k=5, token_logprobs=True)
-                for i, n in enumerate(lengths)
-            ]
-            self.runner.step(rows)
-        for slot in slots:
-            self.runner.pool.release(slot)
 
     @property
     def worker(self) -> InferenceWorker | None:

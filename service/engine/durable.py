@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.engine.errors import NotReady, SessionIncompatible, SessionNotFound
+from service.engine.history import START, StoredHistory
 from service.engine.metrics import EngineMetrics
-from service.engine.runner import RowResult
+from service.engine.rows import RowResult, SlotState
 from service.engine.session_upkeep import SessionMoved, SessionUpkeep
 from service.engine.sessions import Session, SessionRegistry
 from service.engine.store import SessionRecord, SessionStore, StoreConflict, StoreUnavailable
@@ -37,7 +38,11 @@ __all__ = ["Change", "DurableSessions", "SessionMoved"]
 Durability = Literal["sync", "write-behind"]
 # (session, restore bytes or None for a snapshot) -> the worker's RowResult and the
 # session's (version, position, epoch) when the worker ran it.
-StateItem = Callable[[Session, "tuple[bytes, bytes] | None"], Awaitable["tuple[RowResult, Change]"]]
+# (session, restore bytes or None for a snapshot, other slots to write) -> as above.
+StateItem = Callable[
+    [Session, "SlotState | None", "list[tuple[int, bytes, bytes]] | None"],
+    Awaitable["tuple[RowResult, Change]"],
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Change:
     version: int
     position: int
     epoch: int
+    history: StoredHistory | None = None  # the rewind history to store with the state
 
 
 class DurableSessions(SessionUpkeep):
@@ -101,16 +107,16 @@ class DurableSessions(SessionUpkeep):
 
     # ---- changes ---------------------------------------------------------------------
     @staticmethod
-    def changed(session: Session) -> Change:
+    def changed(session: Session, history: StoredHistory | None = None) -> Change:
         """Call on the event loop right when the worker reports a new state."""
         session.version += 1
-        return Change(session.version, session.position, session.epoch)
+        return Change(session.version, session.position, session.epoch, history)
 
     async def commit(
         self,
         session: Session,
         change: Change,
-        state: tuple[bytes, bytes] | None,
+        state: SlotState | None,
         deadline_unix_s: float | None = None,
     ) -> None:
         """Make ``change`` durable before its feed is acknowledged (or queue it)."""
@@ -132,13 +138,11 @@ class DurableSessions(SessionUpkeep):
             await self._snapshot_and_save(session)
 
     async def _snapshot_and_save(self, session: Session) -> None:
-        result, change = await self.run_state_item(session, None)
+        result, change = await self.run_state_item(session, None, None)
         assert result.state is not None
         await self._save(session, self._record(session, change, result.state), change.epoch)
 
-    def _record(
-        self, session: Session, change: Change, state: tuple[bytes, bytes]
-    ) -> SessionRecord:
+    def _record(self, session: Session, change: Change, state: SlotState) -> SessionRecord:
         return SessionRecord(
             session.id,
             session.owner,
@@ -151,6 +155,8 @@ class DurableSessions(SessionUpkeep):
             state[0],
             state[1],
             shape=self.shape,
+            cache=state[2],
+            **(change.history.record_fields() if change.history else {}),
         )
 
     async def _save(
@@ -229,6 +235,15 @@ class DurableSessions(SessionUpkeep):
         if (stored or 0) != session.stored_version and session.inflight == 0:
             self._mark_stale(session)
 
+    def _history_slot(
+        self, record: SessionRecord
+    ) -> tuple[int, list[tuple[int, bytes, bytes]] | None]:
+        """The slot for a stored history's oldest state, and the write that fills it."""
+        if record.history_base < 0 or not record.history_h:
+            return START, None
+        slot = self.registry.pool.allocate()
+        return slot, [(slot, record.history_h, record.history_c)]
+
     async def _load(self, session_id: str, local: Session | None) -> Session:
         try:
             record = await self.store.load(session_id)
@@ -253,18 +268,26 @@ class DurableSessions(SessionUpkeep):
                 record.last_used_at,
                 record.position,
                 record.version,
+                cached=bool(record.cache),
             )
         else:
             session = local
             session.position, session.owner = record.position, record.owner
             session.version = session.stored_version = record.version
             session.history.clear(self.registry.pool.release)  # states the store never had
+        slot, writes = self._history_slot(record)
         try:
-            await self.run_state_item(session, (record.h, record.c))
+            await self.run_state_item(session, (record.h, record.c, record.cache), writes)
         except BaseException:
+            if writes:
+                self.registry.pool.release(slot)
             if local is None:
                 self.registry.delete(session)
             raise
+        if record.history_base >= 0:
+            session.history = StoredHistory(record.history_base, record.history_tokens).restored(
+                slot
+            )
         session.stale = False
         session.last_used_at = time.time()  # in use now: the last to leave the pool
         self.metrics.sessions_resumed.inc()

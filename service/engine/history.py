@@ -8,6 +8,10 @@ position) is one slot copy; a position inside a longer feed copies the state tha
 began it and re-feeds the few words in between (one short model step). Entries older
 than the ``limit`` newest tokens are dropped and their slots freed, so a session holds at
 most ``limit + 1`` extra slots. Event-loop side only; slots are copied by the worker.
+
+With a session store, a history travels as its *oldest* state plus the word ids fed since
+(``StoredHistory``): a session resumed elsewhere can rewind as far as before, each rewind
+copying that state and re-feeding the words up to its target (one short model step).
 """
 
 from __future__ import annotations
@@ -21,6 +25,43 @@ from service.engine.work import WorkItem
 
 START = -1  # the sentence-start state: no slot needed
 Release = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class StoredHistory:
+    """What a session store keeps of a rewind history: the state at position ``base``
+    (empty bytes: the sentence start) and the word ids fed from there."""
+
+    base: int
+    tokens: list[int]
+    h: bytes = b""
+    c: bytes = b""
+
+    def record_fields(self) -> dict[str, Any]:
+        """The ``SessionRecord`` fields that hold it."""
+        return {
+            "history_base": self.base,
+            "history_tokens": self.tokens,
+            "history_h": self.h,
+            "history_c": self.c,
+        }
+
+    def restored(self, slot: int) -> History:
+        """The history back in the pool, its oldest state in ``slot`` (or ``START``)."""
+        return History([(self.base, slot)], list(self.tokens), self.base)
+
+
+@dataclass(frozen=True)
+class HistoryCapture:
+    """Which state a save must read (``slot``; ``START``: none) to store a history."""
+
+    base: int
+    slot: int
+    tokens: list[int]
+
+    def stored(self, state: tuple[bytes, bytes] | None) -> StoredHistory:
+        h, c = state if state is not None else (b"", b"")
+        return StoredHistory(self.base, self.tokens, h, c)
 
 
 @dataclass(slots=True)
@@ -93,6 +134,24 @@ class History:
         if not keep:
             self.tokens, self.base = [], target
 
+    def capture(self, ids: list[int], before: int, save_to: int | None) -> HistoryCapture | None:
+        """What to store of this history once a feed of ``ids`` that began at ``before``
+        (its state saved into ``save_to``) is applied (``ids`` empty: as it is now)."""
+        if self.entries:
+            base, slot = self.entries[0]
+            return HistoryCapture(base, slot, self.tokens + ids)
+        if save_to is not None:
+            return HistoryCapture(before, save_to, list(ids))
+        return None
+
+    def capture_rewound(self, target: int) -> HistoryCapture | None:
+        """``capture`` of this history after a rewind to ``target``."""
+        kept = [e for e in self.entries if e[0] < target]
+        if not kept:
+            return None
+        base, slot = kept[0]
+        return HistoryCapture(base, slot, self.tokens[: target - self.base])
+
     def share(self, share_all: Callable[[list[int]], None]) -> History:
         """A fork's history: the same kept states, each slot with one more holder (history
         states are never written again, so sharing needs no copy)."""
@@ -108,10 +167,13 @@ class StateItem(WorkItem):
     copies: list[tuple[int, int]] | None = None
     save_to: int | None = None
     save_after: int | None = None
+    capture_extra: int | None = None
+    writes: list[tuple[int, bytes, bytes]] | None = None
 
     def row(self) -> Row:
         row = super().row()
         row.copies, row.save_to, row.save_after = self.copies, self.save_to, self.save_after
+        row.capture_extra, row.writes = self.capture_extra, self.writes
         return row
 
 

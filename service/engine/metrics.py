@@ -119,6 +119,17 @@ class EngineMetrics:
             "lstm_serve_session_history_bytes",
             "State pool bytes held by rewind histories (LSTM_SERVE_SESSION_HISTORY)",
         )
+        self.session_cache_bytes = self._gauge(
+            "lstm_serve_session_cache_bytes",
+            "Bytes held by sessions' continuous caches (budget LSTM_SERVE_MAX_CACHE_BYTES)",
+        )
+        self.session_cache_capacity_bytes = self._gauge(
+            "lstm_serve_session_cache_capacity_bytes",
+            "Most bytes sessions' continuous caches may hold (LSTM_SERVE_MAX_CACHE_BYTES)",
+        )
+        self.sessions_cached = self._gauge(
+            "lstm_serve_sessions_cached", "Live sessions that keep a continuous cache"
+        )
 
     def _store(self) -> None:
         self.session_store_errors = self._counter(

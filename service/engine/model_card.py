@@ -26,10 +26,18 @@ def model_card(checkpoint: Checkpoint, device: str) -> dict[str, Any]:
         "test_perplexity": card.get("test_perplexity"),
         "valid_perplexity_cache": card.get("valid_perplexity_cache"),
         "test_perplexity_cache": card.get("test_perplexity_cache"),
+        "continuous_cache": _cache_numbers(card.get("continuous_cache")),
         "device": device,
         "dtype": str(model.embedding.weight.dtype).split(".")[-1],
         "weights_sha256": checkpoint.weights_sha256,
     }
+
+
+def _cache_numbers(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+    """theta, lambda and window of sessions created with ``{"cache": true}``."""
+    if not entry:
+        return None
+    return {name: entry[name] for name in ("theta", "lambda", "window")}
 
 
 def text_rules(checkpoint: Checkpoint) -> dict[str, Any]:

@@ -186,7 +186,8 @@ class EngineServer:
         return [logprobs, [_top(top) for top in tops]]
 
     async def _create_session(self, _: bytes, request: wire.CreateSession) -> list[Any]:
-        return _step(await self.engine.ops().create(request.ids, request.top_k, request.owner))
+        ops = self.engine.ops()
+        return _step(await ops.create(request.ids, request.top_k, request.owner, request.cache))
 
     async def _feed(self, _: bytes, request: wire.Feed) -> list[Any]:
         step = await self.engine.ops().feed(
@@ -221,7 +222,8 @@ class EngineServer:
         return _step(await states.restore(request.state, request.owner, request.top_k))
 
     async def _attach(self, _: bytes, request: wire.AttachStream) -> list[Any]:
-        return _info(await self.engine.ops().attach(request.session_id, request.owner))
+        ops = self.engine.ops()
+        return _info(await ops.attach(request.session_id, request.owner, request.cache))
 
     async def _detach(self, _: bytes, request: wire.DetachStream) -> None:
         self.engine.ops().detach(request.session_id)

@@ -15,15 +15,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from service.engine.durable import Change, DurableSessions, SessionMoved
-from service.engine.errors import NotReady, ServeError, SessionBusy, SessionNotFound
+from service.engine.errors import ServeError, SessionBusy, SessionNotFound
 from service.engine.generation import GenerationStream
-from service.engine.history import state_item
+from service.engine.history import START, HistoryCapture, StateItem, state_item
 from service.engine.metrics import EngineMetrics
 from service.engine.results import SessionInfo, Step
-from service.engine.runner import RowResult
+from service.engine.rows import RowResult, SlotState
 from service.engine.sessions import Session, SessionRegistry
 from service.engine.state_pool import StatePool
-from service.engine.store import StoreUnavailable
+from service.engine.store_watch import StoreWatch
 from service.engine.submit import GenerationRequest, Submitter
 from service.engine.work import WorkKind
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RELOAD_TRIES = 3  # feeds of a session that moved meanwhile
-STORE_CHECK_INTERVAL_S = 1.0
 
 
 class SessionOps:
@@ -51,13 +50,13 @@ class SessionOps:
         self.pool = pool
         self.metrics = metrics
         self.config = config
-        self.store_healthy = True
+        self.store_watch = StoreWatch(durable.store)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._sweep(), name="session-sweeper"))
         if self.durable.persistent:
-            self._tasks.append(asyncio.create_task(self._watch_store(), name="store-check"))
+            self._tasks.append(asyncio.create_task(self.store_watch.run(), name="store-check"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -65,10 +64,18 @@ class SessionOps:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    @property
+    def store_healthy(self) -> bool:
+        return self.store_watch.healthy
+
     # ---- calls -----------------------------------------------------------------------
-    async def create(self, ids: list[int], top_k: int, owner: str | None) -> Step:
+    async def create(
+        self, ids: list[int], top_k: int, owner: str | None, cache: bool | None = None
+    ) -> Step:
+        """A new session fed ``ids``; ``cache``: keep a continuous cache (None: the server's
+        ``session_cache`` setting)."""
         self.submitter.accepting_worker()
-        session = self.registry.create(owner)
+        session = self.registry.create(owner, self.config.session_cache if cache is None else cache)
         self.metrics.sessions_created.inc()
         self._update_gauge()
         try:
@@ -99,10 +106,13 @@ class SessionOps:
         await self.durable.delete(session_id, owner)
         self._update_gauge()
 
-    async def attach(self, session_id: str | None, owner: str | None) -> SessionInfo:
-        """Open a stream: a new session (``None``) or the caller's, held by no other stream."""
+    async def attach(
+        self, session_id: str | None, owner: str | None, cache: bool | None = None
+    ) -> SessionInfo:
+        """Open a stream: a new session (``None``, with a cache if ``cache``) or the
+        caller's, held by no other stream."""
         if session_id is None:
-            session_id = (await self.create([], 0, owner)).session_id
+            session_id = (await self.create([], 0, owner, cache)).session_id
         session = await self.open(session_id, owner, verify=True)  # or from the store
         if session.deleted:  # left the state pool between its lookup and now: load it again
             session = await self.open(session_id, owner)
@@ -183,9 +193,9 @@ class SessionOps:
         )
         limit, release = self.config.session_history, self.pool.release
         save_to = self.pool.allocate() if limit > 0 and ids and not reset else None
-        if save_to is not None:
-            item = state_item(item, save_to=save_to)
+        item = state_item(item, save_to=save_to)
         item.capture_state = self.durable.persistent
+        capture = self._history_capture(item, session, ids, reset, save_to)
         changes: list[Change] = []
 
         def finish(outcome: Any) -> None:
@@ -195,9 +205,12 @@ class SessionOps:
                 elif save_to is not None:
                     session.history.record(session.position, save_to, ids, limit, release)
                 session.position = len(ids) if reset else session.position + len(ids)
-                changes.append(self.durable.changed(session))
+                stored = capture.stored(outcome.extra_state) if capture else None
+                changes.append(self.durable.changed(session, stored))
             elif save_to is not None:
                 release(save_to)
+            if item.capture_extra is not None:
+                release(item.capture_extra)
             self.registry.end(session)
 
         item.on_finish = finish
@@ -209,18 +222,54 @@ class SessionOps:
         # changes[0].position, not session.position: later feeds may have run meanwhile
         return Step(session.id, changes[0].position, sum(result.token_logprobs), result.top)
 
+    def _history_capture(
+        self,
+        item: StateItem,
+        session: Session,
+        ids: list[int],
+        reset: bool,
+        save_to: int | None,
+    ) -> HistoryCapture | None:
+        """What of the session's rewind history its save stores (with a session store);
+        the state it reads is held (``share``) until the step has read it."""
+        if not self.durable.persistent or self.config.session_history <= 0:
+            return None
+        if reset:
+            return HistoryCapture(0, START, list(ids))
+        return self.hold_history(item, session.history.capture(ids, session.position, save_to))
+
+    def hold_history(
+        self, item: StateItem, capture: HistoryCapture | None
+    ) -> HistoryCapture | None:
+        """Have ``item``'s step read the captured state; hold its slot until then (the
+        caller's ``finish`` releases it)."""
+        if self.durable.persistent and capture is not None and capture.slot != START:
+            self.pool.share([capture.slot])
+            item.capture_extra = capture.slot
+        return capture
+
     async def state_item(
-        self, session: Session, restore: tuple[bytes, bytes] | None
+        self,
+        session: Session,
+        restore: SlotState | None,
+        writes: list[tuple[int, bytes, bytes]] | None = None,
     ) -> tuple[RowResult, Change]:
-        """Write ``restore`` into the session's slot, or (None) read the slot's state."""
-        item = self.submitter.item(
+        """Write ``restore`` into the session's slot (and ``writes`` into theirs), or (None)
+        read the slot's state and the history's oldest one, to store them."""
+        base = self.submitter.item(
             WorkKind.RESTORE if restore else WorkKind.SNAPSHOT, session.slot, [], session=session
         )
+        item = state_item(base, writes=writes)
         item.restore, item.capture_state = restore, restore is None
+        capture = None if restore else self._history_capture(item, session, [], False, None)
         changes: list[Change] = []
 
-        def finish(_: Any) -> None:
-            changes.append(Change(session.version, session.position, session.epoch))
+        def finish(outcome: Any) -> None:
+            extra = outcome.extra_state if isinstance(outcome, RowResult) else None
+            stored = capture.stored(extra) if capture else None
+            changes.append(Change(session.version, session.position, session.epoch, stored))
+            if item.capture_extra is not None:
+                self.pool.release(item.capture_extra)
             self.registry.end(session)
 
         item.on_finish = finish
@@ -240,18 +289,9 @@ class SessionOps:
             history_bytes = self.registry.history_slots() * self.pool.bytes_per_slot
             self.metrics.session_history_bytes.set(history_bytes)
 
-    async def _watch_store(self) -> None:
-        """Readiness follows the session store: a frozen or dead store turns it false."""
-        while True:
-            try:
-                await asyncio.wait_for(self.durable.store.ping(), STORE_CHECK_INTERVAL_S)
-                healthy = True
-            except (StoreUnavailable, TimeoutError, NotReady):
-                healthy = False
-            if healthy != self.store_healthy:
-                log.warning("session store %s", "back" if healthy else "unavailable")
-            self.store_healthy = healthy
-            await asyncio.sleep(STORE_CHECK_INTERVAL_S)
-
     def _update_gauge(self) -> None:
         self.metrics.sessions_live.set(len(self.registry))
+        caches = self.registry.caches
+        if caches is not None:
+            self.metrics.sessions_cached.set(caches.in_use)
+            self.metrics.session_cache_bytes.set(caches.bytes_in_use)

@@ -14,8 +14,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from service.engine.errors import Overloaded, SessionBusy, SessionNotFound
+from service.engine.errors import InvalidRequest, Overloaded, SessionBusy, SessionNotFound
 from service.engine.history import History
+from service.engine.session_cache import CachePool
 from service.engine.state_pool import StatePool
 
 
@@ -39,6 +40,7 @@ class Session:
     epoch: int = 0
     save_lock: asyncio.Lock | None = None
     history: History = field(default_factory=History)  # rewind states (extra slots)
+    cache_slot: int | None = None  # its continuous cache's ring (``session_cache``)
 
     @property
     def dirty(self) -> bool:
@@ -51,8 +53,11 @@ ID_BYTES = 24
 class SessionRegistry:
     """Creates, finds and retires sessions; owns their slots in the pool."""
 
-    def __init__(self, pool: StatePool, max_sessions: int, ttl_s: float) -> None:
+    def __init__(
+        self, pool: StatePool, max_sessions: int, ttl_s: float, caches: CachePool | None = None
+    ) -> None:
         self.pool = pool
+        self.caches = caches  # None: this model has no tuned continuous cache
         self.max_sessions = max_sessions
         self.ttl_s = ttl_s
         self._sessions: dict[str, Session] = {}
@@ -72,14 +77,27 @@ class SessionRegistry:
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._sessions.values()))
 
-    def create(self, owner: str | None) -> Session:
-        """A new session with a fresh slot (its state is written by its first work item)."""
+    def create(self, owner: str | None, cached: bool = False) -> Session:
+        """A new session with a fresh slot (its state is written by its first work item)
+        and, if ``cached``, a continuous cache (``Overloaded`` past either budget)."""
         if len(self._sessions) >= self.max_sessions:
             raise Overloaded(f"session capacity full ({self.max_sessions} live)")
+        cache_slot = self._cache_slot(cached)
         now = time.time()
         session = Session(self._new_id(), self.pool.allocate(), owner, now, now)
+        session.cache_slot = cache_slot
         self._sessions[session.id] = session
         return session
+
+    def _cache_slot(self, cached: bool) -> int | None:
+        if not cached:
+            return None
+        if self.caches is None:
+            raise InvalidRequest(
+                "this model has no continuous cache: its card holds no tuned theta, lambda "
+                "and window (python -m models.tune_cache)"
+            )
+        return self.caches.allocate()
 
     def adopt(
         self,
@@ -89,10 +107,12 @@ class SessionRegistry:
         last_used_at: float,
         position: int,
         version: int,
+        cached: bool = False,
     ) -> Session:
         """A session resumed from the store (its slot still has to be restored)."""
         if len(self._sessions) >= self.max_sessions:
             raise Overloaded(f"session capacity full ({self.max_sessions} live)")
+        cache_slot = self._cache_slot(cached)
         session = Session(
             session_id,
             self.pool.allocate(),
@@ -102,6 +122,7 @@ class SessionRegistry:
             position,
             version=version,
             stored_version=version,
+            cache_slot=cache_slot,
         )
         self._sessions[session_id] = session
         return session
@@ -143,6 +164,9 @@ class SessionRegistry:
         """Free the session's slot and its history's slots (once no work uses them)."""
         self.pool.release(session.slot)
         session.history.clear(self.pool.release)
+        if session.cache_slot is not None and self.caches is not None:
+            self.caches.release(session.cache_slot)
+            session.cache_slot = None
 
     def history_slots(self) -> int:
         """Pool slots held by rewind histories (for the bytes gauge)."""

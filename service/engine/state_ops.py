@@ -18,9 +18,10 @@ from typing import Any
 
 from service.engine.durable import Change
 from service.engine.errors import InvalidRequest, SessionBusy
-from service.engine.history import START, StateItem, state_item
+from service.engine.history import START, HistoryCapture, StateItem, state_item
 from service.engine.results import Step
 from service.engine.runner import RowResult
+from service.engine.session_cache import CacheRow
 from service.engine.session_ops import SessionOps
 from service.engine.sessions import Session
 from service.engine.state_token import ModelShape, StateToken, decode, encode
@@ -47,9 +48,9 @@ class StateOps:
     async def fork(self, session_id: str, owner: str | None, top_k: int) -> Step:
         """A new session of the same owner with a copy of the state, position and history."""
         ops = self.ops
-        source = await ops.open(session_id, owner)
+        source = await ops.open(session_id, owner, verify=True)
         _require_idle(source)
-        child = ops.registry.create(source.owner)
+        child = ops.registry.create(source.owner, cached=source.cache_slot is not None)
         ops.metrics.sessions_created.inc()
         child.history = source.history.share(ops.pool.share)
         child.position = source.position
@@ -57,9 +58,12 @@ class StateOps:
         # before it (the source is idle, later items queue behind it, and a step does its
         # copies before anything else), so it copies the state it was asked for.
         item = self._item(WorkKind.RESTORE, None, child.slot, top_k)
+        capture = ops.hold_history(item, child.history.capture([], child.position, None))
         item.copies = [(source.slot, child.slot)]
+        if child.cache_slot is not None:
+            item.cache = CacheRow(child.cache_slot, copy_from=source.cache_slot)
         try:
-            result, change = await self._run(item, child, lambda: None, key=None)
+            result, change = await self._run(item, child, lambda: None, None, capture)
         except BaseException:
             ops.registry.delete(child)
             raise
@@ -71,7 +75,7 @@ class StateOps:
         """Undo the last ``tokens`` words: the state kept from before them, copied back
         (plus a short re-feed when the target lies inside one longer feed)."""
         ops = self.ops
-        session = await ops.open(session_id, owner)
+        session = await ops.open(session_id, owner, verify=True)
         _require_idle(session)
         limit = ops.config.session_history
         kept = session.history.kept(session.position, limit)
@@ -89,20 +93,23 @@ class StateOps:
                 item.reset = True
             else:
                 item.copies = [(slot, session.slot)]
+            if item.cache is not None:  # the pairs of the undone words leave the window
+                item.cache.rewind_to = target - len(item.tokens)
+        capture = ops.hold_history(item, session.history.capture_rewound(target))
 
         def apply() -> None:
             if tokens:
                 session.history.truncate(target, ops.pool.release)
             session.position = target
 
-        result, change = await self._run(item, session, apply, key=session)
+        result, change = await self._run(item, session, apply, session, capture)
         ops.metrics.session_state_ops.labels("rewind").inc()
         return Step(session.id, change.position, 0.0, result.top)
 
     async def export(self, session_id: str, owner: str | None) -> tuple[str, int]:
         """(signed token, position) of the caller's session."""
         ops = self.ops
-        session = await ops.open(session_id, owner)
+        session = await ops.open(session_id, owner, verify=True)
         result, change = await ops.state_item(session, None)
         assert result.state is not None
         token = StateToken(change.position, *result.state)
@@ -114,13 +121,13 @@ class StateOps:
         token = decode(self.key, self.shape, text)
         ops = self.ops
         ops.submitter.accepting_worker()
-        session = ops.registry.create(owner)
+        session = ops.registry.create(owner, cached=bool(token.cache) or ops.config.session_cache)
         ops.metrics.sessions_created.inc()
         session.position = token.position
         item = self._item(WorkKind.RESTORE, session, session.slot, top_k)
-        item.restore = (token.h, token.c)
+        item.restore = (token.h, token.c, token.cache)
         try:
-            result, change = await self._run(item, session, lambda: None, key=session)
+            result, change = await self._run(item, session, lambda: None, session, None)
         except BaseException:
             ops.registry.delete(session)
             raise
@@ -136,17 +143,26 @@ class StateOps:
         return item
 
     async def _run(
-        self, item: StateItem, session: Session, apply: Any, key: Session | None
+        self,
+        item: StateItem,
+        session: Session,
+        apply: Any,
+        key: Session | None,
+        capture: HistoryCapture | None,
     ) -> tuple[RowResult, Change]:
         """Run ``item`` (serialised with ``key``'s work); ``apply`` the bookkeeping when it
-        succeeded; store ``session``'s new state before answering."""
+        succeeded; store ``session``'s new state (and ``capture``d history) before
+        answering."""
         ops = self.ops
         changes: list[Change] = []
 
         def finish(outcome: Any) -> None:
             if isinstance(outcome, RowResult):
                 apply()
-                changes.append(ops.durable.changed(session))
+                stored = capture.stored(outcome.extra_state) if capture else None
+                changes.append(ops.durable.changed(session, stored))
+            if item.capture_extra is not None:
+                ops.pool.release(item.capture_extra)
             if key is not None:
                 ops.registry.end(key)
 

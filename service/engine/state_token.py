@@ -1,8 +1,10 @@
 """Signed, portable session states: ``GET /v1/sessions/{id}/state`` and back.
 
-A token is base64url (no padding) of ``header + h + c + HMAC-SHA256(key, header + h + c)``;
-the header holds a format tag, the model's weights sha256, the position and the state's
-shape, and the state is float32 ``[layers, hidden]`` then ``[layers, cell]``. The HMAC is
+A token is base64url (no padding) of ``header + h + c [+ cache] + HMAC-SHA256(key, all
+before)``; the header holds a format tag, the model's weights sha256, the position and the
+state's shape, and the state is float32 ``[layers, hidden]`` then ``[layers, cell]``. A
+session with a continuous cache gets the tag ``LSS2`` and its cache's bytes after the state
+(``service.engine.session_cache``), so the import carries what it remembered. The HMAC is
 checked first, so a tampered, truncated or foreign-key token is refused (422) before any
 field is trusted; a genuine token of another model is ``session_incompatible`` (409).
 Nothing is unpickled: the payload is fixed-layout bytes.
@@ -20,8 +22,10 @@ from array import array
 from dataclasses import dataclass
 
 from service.engine.errors import InvalidRequest, SessionIncompatible
+from service.engine.session_cache import parse
 
 TAG = b"LSS1"
+TAG_CACHED = b"LSS2"  # followed by the continuous cache
 HEADER = struct.Struct("<4s32sQIII")  # tag, weights sha256, position, layers, hidden, cell
 MAC_BYTES = 32
 
@@ -41,18 +45,19 @@ class StateToken:
     position: int
     h: bytes  # float32 [layers, hidden]
     c: bytes  # float32 [layers, cell]
+    cache: bytes = b""  # the continuous cache's bytes (empty: none)
 
 
 def encode(key: bytes, shape: ModelShape, token: StateToken) -> str:
     header = HEADER.pack(
-        TAG,
+        TAG_CACHED if token.cache else TAG,
         bytes.fromhex(shape.weights_sha256),
         token.position,
         shape.layers,
         shape.hidden,
         shape.cell,
     )
-    payload = header + token.h + token.c
+    payload = header + token.h + token.c + token.cache
     mac = hmac.new(key, payload, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(payload + mac).rstrip(b"=").decode("ascii")
 
@@ -69,7 +74,7 @@ def decode(key: bytes, shape: ModelShape, text: str) -> StateToken:
             "with another server key (LSTM_SERVE_STATE_KEY)"
         )
     tag, sha, position, layers, hidden, cell = HEADER.unpack_from(payload)
-    if tag != TAG:
+    if tag not in (TAG, TAG_CACHED):
         raise InvalidRequest(f"unknown state token format {tag!r}")
     if sha.hex() != shape.weights_sha256 or (layers, hidden, cell) != (
         shape.layers,
@@ -83,12 +88,19 @@ def decode(key: bytes, shape: ModelShape, text: str) -> StateToken:
         )
     h_bytes, c_bytes = 4 * layers * hidden, 4 * layers * cell
     body = payload[HEADER.size :]
-    if len(body) != h_bytes + c_bytes:
+    state_bytes = h_bytes + c_bytes
+    if len(body) != state_bytes if tag == TAG else len(body) <= state_bytes:
         raise InvalidRequest("state token has the wrong size for its state shape")
-    values = array("f", body)
+    values = array("f", body[:state_bytes])
     if not all(math.isfinite(v) for v in values):
         raise InvalidRequest("state token holds non-finite values (NaN or infinity)")
-    return StateToken(position, body[:h_bytes], body[h_bytes:])
+    cache = body[state_bytes:]
+    if cache:
+        try:
+            parse(cache, hidden)
+        except ValueError as error:
+            raise InvalidRequest(f"state token's cache is not valid: {error}") from None
+    return StateToken(position, body[:h_bytes], body[h_bytes:state_bytes], cache)
 
 
 def _unbase64(text: str) -> bytes:

@@ -17,6 +17,7 @@ from service.engine.errors import NotReady, ServeError, Timeout
 from service.engine.generation import GenerationStream
 from service.engine.params import FinishReason, GenerationRequest
 from service.engine.runner import RowResult
+from service.engine.session_cache import CacheRow
 from service.engine.sessions import Session
 from service.engine.work import DoneEvent, Generation, TokenEvent, WorkItem, WorkKind
 from service.engine.worker import InferenceWorker
@@ -51,6 +52,7 @@ class Submitter:
             reset=reset,
             top_k=top_k,
             token_logprobs=token_logprobs,
+            cache=_cache_of(session),
         )
 
     async def run(self, item: WorkItem, while_stopping: bool = False) -> RowResult:
@@ -116,6 +118,7 @@ class Submitter:
             session_key=session,
             reset=reset,
             generation=generation,
+            cache=_cache_of(session),
         )
         stream.item = item
         if request.max_tokens == 0:
@@ -138,3 +141,10 @@ class Submitter:
         if not self.worker.alive:
             raise NotReady("the inference worker died")
         return self.worker
+
+
+def _cache_of(session: Session | None) -> CacheRow | None:
+    """The session's continuous cache, if it keeps one."""
+    if session is None or session.cache_slot is None:
+        return None
+    return CacheRow(session.cache_slot)

@@ -64,6 +64,7 @@ class CreateSession(_Msg):
     ids: list[int]
     top_k: int
     owner: str | None = None
+    cache: bool | None = None  # keep a continuous cache (None: the server's setting)
 
 
 class Feed(_Msg):
@@ -119,6 +120,7 @@ class AttachStream(_Msg):
 
     session_id: str | None
     owner: str | None = None
+    cache: bool | None = None  # a new session keeps a continuous cache (None: setting)
 
 
 class DetachStream(_Msg):

@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from service.engine.params import FinishReason, SamplingParams
-from service.engine.runner import Row
+from service.engine.rows import Row, SlotState
+from service.engine.session_cache import CacheRow
 
 
 class WorkKind(enum.Enum):
@@ -79,11 +80,12 @@ class WorkItem:
     token_logprobs: bool = False
     generation: Generation | None = None
     on_finish: Callable[[Any], None] | None = None  # loop side, with the result or error
-    restore: tuple[bytes, bytes] | None = None
+    restore: SlotState | None = None
     capture_state: bool = False
     cancelled: bool = False
     started: bool = False
     prompt_top_k: int = 0  # the top k at every consumed position (OpenAI's echo)
+    cache: CacheRow | None = None  # a cached session's ring (``session_cache``)
 
     def complete(self, outcome: Any) -> None:
         """Deliver a ``RowResult`` or an exception (on the event loop)."""
@@ -102,7 +104,10 @@ class WorkItem:
     def row(self) -> Row:
         gen = self.generation
         if gen is not None and self.started:
-            return Row(self.slot, list(gen.pending), distribution=gen.finishing is None)
+            cache = None if self.cache is None else CacheRow(self.cache.slot)
+            return Row(
+                self.slot, list(gen.pending), distribution=gen.finishing is None, cache=cache
+            )
         return Row(
             self.slot,
             self.tokens,
@@ -113,6 +118,7 @@ class WorkItem:
             restore=self.restore,
             capture_state=self.capture_state,
             prompt_top_k=self.prompt_top_k,
+            cache=self.cache,
         )
 
     def cost_tokens(self) -> int:

@@ -1,8 +1,9 @@
 """The session store interface and the one byte format a stored session has.
 
 A record is a small JSON header plus the raw float32 bytes of ``h`` and ``c`` (each
-``[layers, hidden]``, C order): no pickle, so a store cannot make a server run code,
-and any replica (any language) can read it back.
+``[layers, hidden]``, C order) and, for a session with a continuous cache, the cache's
+bytes (``service.engine.session_cache``; their length is in the header): no pickle, so
+a store cannot make a server run code, and any replica (any language) can read it back.
 
 Every save is a compare-and-set on ``version``: a replica that writes over a newer
 state (the session moved to another replica meanwhile) gets ``StoreConflict`` instead of
@@ -13,11 +14,14 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 MAGIC = b"LSS1"
 _HEADER = struct.Struct("<4sI")  # magic, header length
+
+
+_BYTES = ("h", "c", "cache", "history_h", "history_c")  # raw bytes after the JSON header
 
 
 class StoreUnavailable(Exception):
@@ -48,12 +52,20 @@ class SessionRecord:
     c: bytes
     dtype: str = "float32"
     shape: tuple[int, int] = (0, 0)
+    cache: bytes = b""  # the continuous cache (empty: the session has none)
+    # The rewind history (``service.engine.history.StoredHistory``): -1 = none kept.
+    history_base: int = -1
+    history_tokens: list[int] = field(default_factory=list)
+    history_h: bytes = b""
+    history_c: bytes = b""
 
     def encode(self) -> bytes:
-        header = {k: v for k, v in asdict(self).items() if k not in ("h", "c")}
+        header = {k: v for k, v in asdict(self).items() if k not in _BYTES}
         header["shape"] = list(self.shape)
+        header["tail_bytes"] = [len(self.cache), len(self.history_h), len(self.history_c)]
         raw = json.dumps(header, separators=(",", ":")).encode()
-        return _HEADER.pack(MAGIC, len(raw)) + raw + self.h + self.c
+        tail = self.cache + self.history_h + self.history_c
+        return _HEADER.pack(MAGIC, len(raw)) + raw + self.h + self.c + tail
 
     @classmethod
     def decode(cls, blob: bytes) -> SessionRecord:
@@ -62,13 +74,23 @@ class SessionRecord:
             raise ValueError("not a stored lstm-serve session")
         start = _HEADER.size
         header = json.loads(blob[start : start + length])
-        body = blob[start + length :]
+        cache_n, history_h_n, history_c_n = header.pop("tail_bytes", (0, 0, 0))
+        tail_start = len(blob) - cache_n - history_h_n - history_c_n
+        body, tail = blob[start + length : tail_start], blob[tail_start:]
         layers, hidden = header.pop("shape")
         h_bytes = layers * hidden * 4
         # c is as large as h for the LSTM family, empty for rnn/gru (state h only).
         if header.get("dtype") != "float32" or len(body) not in (h_bytes, 2 * h_bytes):
             raise ValueError("stored session has an unexpected state layout")
-        return cls(**header, shape=(layers, hidden), h=body[:h_bytes], c=body[h_bytes:])
+        return cls(
+            **header,
+            shape=(layers, hidden),
+            h=body[:h_bytes],
+            c=body[h_bytes:],
+            cache=tail[:cache_n],
+            history_h=tail[cache_n : cache_n + history_h_n],
+            history_c=tail[cache_n + history_h_n :],
+        )
 
 
 class SessionStore(Protocol):
