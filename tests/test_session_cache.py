@@ -25,7 +25,7 @@ from torch.nn import functional
 from models.checkpoint import load
 from models.continuous_cache import CacheParams, segment_log_probs
 from models.vocabulary import Vocabulary
-from service.engine.cache_mixture import mixed_probs, mixed_top
+from service.engine.cache_mixture import mix, mix_scalar, mixed_probs
 from service.engine.core import EngineConfig
 from service.engine.errors import InvalidRequest, Overloaded
 from service.engine.params import GenerationRequest, SamplingParams
@@ -129,24 +129,21 @@ def test_mixture_is_a_distribution_and_survives_a_dump() -> None:
     model = torch.log_softmax(torch.randn(2, 50), -1)
     queries = torch.randn(2, 6)
     weights, has = pool.attend(slots, queries)
-    assert has.tolist() == [True, False]  # the second ring is empty
+    assert has == [True, False]  # the second ring is empty
     probs = mixed_probs(pool, slots, weights, has, model)
     assert torch.allclose(probs.sum(1), torch.ones(2), atol=1e-5)
     assert torch.allclose(probs[1], model[1].exp())  # no cache: the model's numbers
     window = set(pool.words[slots[0]].tolist())
     gained = (probs[0] - model[0].exp() * (1 - PARAMS.lam)).nonzero().flatten().tolist()
     assert gained and set(gained) <= window
-    values, ids = mixed_top(pool, slots, weights, has, model, model.topk(5).indices)
-    full_values, full_ids = probs.topk(5)
-    assert ids.tolist() == full_ids.tolist()
-    assert torch.allclose(values, full_values.log(), atol=1e-5)
+    for model_lp, prob in ((-3.0, 0.25), (-40.0, 0.5), (-0.1, 0.0)):
+        tensor_mix = mix(torch.tensor(model_lp), torch.log(torch.tensor(prob)), PARAMS.lam)
+        assert abs(mix_scalar(model_lp, prob, PARAMS.lam) - float(tensor_mix)) < 1e-6
     other = pool.allocate()
     pool.load(other, pool.dump(slots[0]))
     again, _ = pool.attend([other], queries[:1])
     index = torch.tensor([other])
-    assert torch.allclose(
-        mixed_probs(pool, [other], again, torch.tensor([True]), model[:1]), probs[:1]
-    )
+    assert torch.allclose(mixed_probs(pool, [other], again, [True], model[:1]), probs[:1])
     assert pool.words[index].tolist() == pool.words[torch.tensor(slots[:1])].tolist()
 
 

@@ -7,7 +7,14 @@ each sending its sentence's prefixes in order) against a server, or, with ``--co
 against two servers started one after the other from the same checkpoint: the cache off
 (``LSTM_SERVE_PREFIX_CACHE_BYTES=0``) and on. It reports requests/s, p50 and p99 latency
 and the largest log-prob difference between the two runs' answers (the cache must not
-change any).
+change any), plus the client's CPU and each server process's CPU during the run (share of
+one CPU, from /proc) and the server CPU per request. The warm-up uses sentences that are
+not measured (they would be cache hits).
+
+The client is a minimal keep-alive HTTP/1.1 client on raw asyncio streams (about 0.1 ms
+of CPU per request); ``--client httpx`` is the first version, which needed 5-7 ms of CPU
+per request and so capped the trace near 100 requests/s on a 2-core machine, whatever the
+server (the "server at 30 % CPU" of issue #14).
 
     python -m bench.http.autocomplete --compare --model models/default --sentences 1000
     python -m bench.http.autocomplete --url http://127.0.0.1:8000 --sentences 200
@@ -26,9 +33,10 @@ from pathlib import Path
 
 import httpx
 
+from bench.proc_cpu import cpu_delta, tree_cpu
 from bench.serverproc import ROOT, running_server
 
-DEFAULT_TEXT = Path("/work/shared/data/ptb/ptb.valid.txt")
+DEFAULT_TEXT = ROOT.parent / "shared" / "data" / "ptb" / "ptb.valid.txt"
 Answer = list[tuple[str, float]]
 
 
@@ -50,7 +58,9 @@ class RunResult:
     elapsed_s: float
     latencies_s: list[float]
     answers: dict[str, Answer]
+    client_cpu: float = 0.0  # share of one CPU the client used
     cache_metrics: list[str] = field(default_factory=list)
+    server_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -67,11 +77,84 @@ class RunResult:
             "p50_ms": round(self.percentile_ms(0.5), 2),
             "p99_ms": round(self.percentile_ms(0.99), 2),
             "mean_ms": round(1000 * statistics.fmean(self.latencies_s), 2),
+            "client_cpu": round(self.client_cpu, 3),
+            "server_cpu": self.server_cpu,
+            "server_cpu_ms_per_request": round(self.server_cpu_ms_per_request, 3),
         }
+
+    @property
+    def server_cpu_ms_per_request(self) -> float:
+        """Server CPU per answer: what bounds throughput when the server's CPUs are busy
+        (steadier than requests/s on a machine others share)."""
+        return 1000 * self.server_cpu.get("total", 0.0) / self.rps
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON: a fraction of httpx's CPU per
+    request, so that the client stays far faster than the server it measures."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        host, _, port = url.removeprefix("http://").rstrip("/").partition(":")
+        return cls(*await asyncio.open_connection(host, int(port or 80)))
+
+    async def post(self, path: str, payload: object) -> tuple[int, bytes]:
+        body = json.dumps(payload).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + body)
+        status_line, *lines = (await self.reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in lines
+            if line.lower().startswith(b"content-length:")
+        )
+        return int(status_line.split()[1]), await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 async def run_trace(url: str, sentences: list[list[str]], clients: int, k: int = 5) -> RunResult:
     """``clients`` typists; each takes the next sentence and sends its prefixes in order."""
+    queue: asyncio.Queue[list[str]] = asyncio.Queue()
+    for prefixes in sentences:
+        queue.put_nowait(prefixes)
+    latencies: list[float] = []
+    answers: dict[str, Answer] = {}
+
+    async def typist(connection: Connection) -> None:
+        while not queue.empty():
+            for prefix in queue.get_nowait():
+                started = time.perf_counter()
+                status, body = await connection.post("/v1/predict", {"text": prefix, "k": k})
+                latencies.append(time.perf_counter() - started)
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+                predictions = json.loads(body)["predictions"]
+                answers[prefix] = [(p["word"], p["logprob"]) for p in predictions]
+
+    connections = [await Connection.open(url) for _ in range(clients)]
+    cpu0, started = time.process_time(), time.perf_counter()
+    try:
+        await asyncio.gather(*(typist(c) for c in connections))
+    finally:
+        for c in connections:
+            c.close()
+    elapsed = time.perf_counter() - started
+    cpu = (time.process_time() - cpu0) / elapsed
+    return RunResult(len(latencies), elapsed, latencies, answers, client_cpu=cpu)
+
+
+async def run_trace_httpx(
+    url: str, sentences: list[list[str]], clients: int, k: int = 5
+) -> RunResult:
+    """``run_trace`` with an httpx client (the first version; CPU-bound on 2 cores)."""
     queue: asyncio.Queue[list[str]] = asyncio.Queue()
     for prefixes in sentences:
         queue.put_nowait(prefixes)
@@ -90,10 +173,14 @@ async def run_trace(url: str, sentences: list[list[str]], clients: int, k: int =
                 answers[prefix] = [(p["word"], p["logprob"]) for p in predictions]
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as http:
-        started = time.perf_counter()
+        cpu0, started = time.process_time(), time.perf_counter()
         await asyncio.gather(*(typist(http) for _ in range(clients)))
         elapsed = time.perf_counter() - started
-    return RunResult(len(latencies), elapsed, latencies, answers)
+    cpu = (time.process_time() - cpu0) / elapsed
+    return RunResult(len(latencies), elapsed, latencies, answers, client_cpu=cpu)
+
+
+TRACES = {"raw": run_trace, "httpx": run_trace_httpx}
 
 
 def largest_difference(a: dict[str, Answer], b: dict[str, Answer]) -> tuple[float, int]:
@@ -112,17 +199,34 @@ def largest_difference(a: dict[str, Answer], b: dict[str, Answer]) -> tuple[floa
     return worst, mismatched
 
 
+def measured(
+    url: str, pid: int, sentences: list[list[str]], clients: int, client: str
+) -> RunResult:
+    """One run of the trace, with the CPU share of each server process meanwhile."""
+    before, started = tree_cpu(pid), time.perf_counter()
+    result = asyncio.run(TRACES[client](url, sentences, clients))
+    result.server_cpu = cpu_delta(before, tree_cpu(pid), time.perf_counter() - started)
+    return result
+
+
 def compare(
-    model: Path, sentences: list[list[str]], clients: int, cache_bytes: int
+    model: Path,
+    sentences: list[list[str]],
+    warm_up: list[list[str]],
+    clients: int,
+    cache_bytes: int,
+    client: str = "raw",
 ) -> dict[str, object]:
-    """The trace against a cache-off and a cache-on server, one after the other."""
+    """The trace against a cache-off and a cache-on server, one after the other. The
+    warm-up sentences are not among the measured ones (they would be cache hits)."""
     results: dict[str, RunResult] = {}
     logs = Path(tempfile.mkdtemp(prefix="autocomplete-"))
     for name, budget in (("cache_off", 0), ("cache_on", cache_bytes)):
         env = {"LSTM_SERVE_MODEL_PATH": str(model), "LSTM_SERVE_PREFIX_CACHE_BYTES": str(budget)}
         with running_server(env, logs / f"{name}.log") as server:
-            asyncio.run(run_trace(server.url, sentences[:clients], clients))  # warm-up
-            results[name] = asyncio.run(run_trace(server.url, sentences, clients))
+            asyncio.run(TRACES[client](server.url, warm_up, clients))
+            pid = server.process.pid
+            results[name] = measured(server.url, pid, sentences, clients, client)
             metrics = httpx.get(server.url + "/metrics", timeout=10).text
         results[name].cache_metrics = [
             line for line in metrics.splitlines() if line.startswith("lstm_serve_prefix_cache")
@@ -137,6 +241,10 @@ def compare(
         "cache_off": off.summary(),
         "cache_on": on.summary(),
         "speedup": round(on.rps / off.rps, 2),
+        "p50_ratio": round(on.percentile_ms(0.5) / off.percentile_ms(0.5), 2),
+        "server_cpu_per_request_ratio": round(
+            off.server_cpu_ms_per_request / on.server_cpu_ms_per_request, 2
+        ),
         "max_abs_logprob_difference": worst,
         "answers_with_other_words_beyond_ties": mismatched,
         "cache_metrics": on.cache_metrics,
@@ -152,12 +260,16 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--cache-bytes", type=int, default=256 << 20)
+    parser.add_argument("--client", choices=sorted(TRACES), default="raw")
     args = parser.parse_args()
-    sentences = trace(args.text, args.sentences)
+    everything = trace(args.text, args.sentences + args.clients)
+    sentences, warm_up = everything[: args.sentences], everything[args.sentences :]
     if args.compare:
-        report = compare(args.model, sentences, args.clients, args.cache_bytes)
+        report = compare(
+            args.model, sentences, warm_up, args.clients, args.cache_bytes, args.client
+        )
     elif args.url:
-        report = asyncio.run(run_trace(args.url, sentences, args.clients)).summary()
+        report = asyncio.run(TRACES[args.client](args.url, sentences, args.clients)).summary()
     else:
         parser.error("give --url or --compare")
     print(json.dumps(report, indent=2))

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from service.api.admission import Admission
 from service.api.completions import Choice
 from service.api.convert import json_response
-from service.api.deps import AdmissionDep, EngineDep, admitted
+from service.api.deps import admitted, parts
 from service.api.errors import request_body, status_of
 from service.api.schemas_openai import CompletionRequest, CompletionResponse, OpenAIErrorResponse
 from service.engine.client import (
@@ -81,7 +81,8 @@ class Plan:
     },
     openapi_extra=request_body(CompletionRequest),
 )
-async def completions(request: Request, engine: EngineDep, admission: AdmissionDep) -> Response:
+async def completions(request: Request) -> Response:
+    engine, admission = parts(request)
     try:
         await admitted(request)
         body = await admission.read(request, CompletionRequest)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.deps import EngineDep, Owner
+from service.api.deps import Owner, parts
 from service.api.errors import responses
 from service.api.schemas import HealthResponse
 from service.api.schemas_openai import model_list
@@ -30,7 +30,8 @@ async def healthz() -> HealthResponse:
     summary="Readiness: 200 while the engine is loaded, serving and its session store up",
     responses={503: {"model": HealthResponse, "description": "not ready, with a reason"}},
 )
-async def readyz(request: Request, engine: EngineDep) -> Any:
+async def readyz(request: Request) -> Any:
+    engine = parts(request)[0]
     ready, reason = await engine.health()
     if request.app.state.drain.draining:
         ready, reason = False, "draining"
@@ -42,7 +43,8 @@ async def readyz(request: Request, engine: EngineDep) -> Any:
 
 
 @router.get("/metrics", summary="Prometheus text format (every process)", response_class=Response)
-async def metrics(request: Request, engine: EngineDep) -> Response:
+async def metrics(request: Request) -> Response:
+    engine = parts(request)[0]
     state = request.app.state
     state.metrics.streams_open.set(len(state.drain.streams))
     state.metrics.ready.set(1 if engine.alive and not state.drain.draining else 0)
@@ -55,5 +57,6 @@ async def metrics(request: Request, engine: EngineDep) -> Response:
     tags=["models"],
     responses=responses(errors.Unauthorized, errors.NotReady),
 )
-async def models(_: Owner, engine: EngineDep) -> dict[str, Any]:
+async def models(request: Request, _: Owner) -> dict[str, Any]:
+    engine = parts(request)[0]
     return model_list(engine.model_card(), _STARTED)

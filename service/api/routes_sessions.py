@@ -7,8 +7,9 @@ from typing import TypeVar
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from service.api.admission import Admission
 from service.api.convert import info_payload, json_response, step_payload
-from service.api.deps import AdmissionDep, EngineDep, Owner
+from service.api.deps import Owner, parts
 from service.api.errors import request_body, responses
 from service.api.schemas import (
     CreateSessionRequest,
@@ -42,9 +43,8 @@ _KNOWN = (*_COMMON, errors.SessionNotFound, errors.SessionIncompatible)
     ),
     openapi_extra=request_body(CreateSessionRequest),
 )
-async def create_session(
-    request: Request, owner: Owner, engine: EngineDep, admission: AdmissionDep
-) -> Response:
+async def create_session(request: Request, owner: Owner) -> Response:
+    engine, admission = parts(request)
     body = await admission.read(request, CreateSessionRequest)
     k = admission.k(body.k)
     if body.state is not None:
@@ -62,7 +62,8 @@ async def create_session(
     summary="A session's position and timestamps",
     responses=responses(*_KNOWN, ok=SessionInfoResponse),
 )
-async def get_session(session_id: str, owner: Owner, engine: EngineDep) -> Response:
+async def get_session(request: Request, session_id: str, owner: Owner) -> Response:
+    engine = parts(request)[0]
     return json_response(info_payload(await engine.describe_session(session_id, owner)))
 
 
@@ -72,9 +73,8 @@ async def get_session(session_id: str, owner: Owner, engine: EngineDep) -> Respo
     responses=responses(*_KNOWN, errors.PayloadTooLarge, ok=FeedResponse),
     openapi_extra=request_body(FeedRequest),
 )
-async def feed(
-    session_id: str, request: Request, owner: Owner, engine: EngineDep, admission: AdmissionDep
-) -> Response:
+async def feed(session_id: str, request: Request, owner: Owner) -> Response:
+    engine, admission = parts(request)
     body = await admission.read(request, FeedRequest)
     k = admission.k(body.k)
     text = admission.text(body.text)
@@ -87,7 +87,8 @@ async def feed(
     summary="Back to the sentence start, position 0",
     responses=responses(*_KNOWN, ok=SessionInfoResponse),
 )
-async def reset(session_id: str, owner: Owner, engine: EngineDep) -> Response:
+async def reset(request: Request, session_id: str, owner: Owner) -> Response:
+    engine = parts(request)[0]
     return json_response(info_payload(await engine.reset_session(session_id, owner)))
 
 
@@ -98,9 +99,8 @@ async def reset(session_id: str, owner: Owner, engine: EngineDep) -> Response:
     responses=responses(*_KNOWN, errors.SessionBusy, ok=SessionStepResponse, ok_status=201),
     openapi_extra=request_body(ForkRequest),
 )
-async def fork(
-    session_id: str, request: Request, owner: Owner, engine: EngineDep, admission: AdmissionDep
-) -> Response:
+async def fork(session_id: str, request: Request, owner: Owner) -> Response:
+    engine, admission = parts(request)
     body = await _optional_body(request, admission, ForkRequest)
     k = admission.k(body.k)
     step = await engine.fork_session(session_id, k, owner, body.exclude_special)
@@ -113,9 +113,8 @@ async def fork(
     responses=responses(*_KNOWN, errors.SessionBusy, errors.InvalidRequest, ok=SessionStepResponse),
     openapi_extra=request_body(RewindRequest),
 )
-async def rewind(
-    session_id: str, request: Request, owner: Owner, engine: EngineDep, admission: AdmissionDep
-) -> Response:
+async def rewind(session_id: str, request: Request, owner: Owner) -> Response:
+    engine, admission = parts(request)
     body = await admission.read(request, RewindRequest)
     k = admission.k(body.k)
     step = await engine.rewind_session(session_id, body.tokens, k, owner, body.exclude_special)
@@ -127,12 +126,13 @@ async def rewind(
     summary="The session's state as a signed token (POST /v1/sessions {state} imports it)",
     responses=responses(*_KNOWN, ok=StateResponse),
 )
-async def export_state(session_id: str, owner: Owner, engine: EngineDep) -> Response:
+async def export_state(request: Request, session_id: str, owner: Owner) -> Response:
+    engine = parts(request)[0]
     token, position = await engine.export_state(session_id, owner)
     return json_response({"state": token, "position": position})
 
 
-async def _optional_body(request: Request, admission: AdmissionDep, model: type[Body]) -> Body:
+async def _optional_body(request: Request, admission: Admission, model: type[Body]) -> Body:
     """``model`` from the body, or its defaults when the body is empty."""
     if request.headers.get("content-length", "0") in ("", "0") and (
         "transfer-encoding" not in request.headers
@@ -147,6 +147,7 @@ async def _optional_body(request: Request, admission: AdmissionDep, model: type[
     summary="Delete a session",
     responses=responses(*_COMMON, errors.SessionNotFound),
 )
-async def delete(session_id: str, owner: Owner, engine: EngineDep) -> Response:
+async def delete(request: Request, session_id: str, owner: Owner) -> Response:
+    engine = parts(request)[0]
     await engine.remove_session(session_id, owner)
     return Response(status_code=204)

@@ -14,9 +14,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from service.api.admission import Admission
 from service.api.convert import generation_request, json_response, predict_payload, score_payload
-from service.api.deps import Owner
+from service.api.deps import Owner, parts
 from service.api.errors import error_body, request_body, responses
 from service.api.schemas import (
     GenerateRequest,
@@ -26,7 +25,7 @@ from service.api.schemas import (
     ScoreRequest,
     ScoreResponse,
 )
-from service.engine.client import EngineClient, Generation, errors
+from service.engine.client import Generation, errors
 
 router = APIRouter(prefix="/v1", tags=["text"])
 _COMMON = (
@@ -45,7 +44,7 @@ _COMMON = (
     openapi_extra=request_body(PredictRequest),
 )
 async def predict(request: Request, _: Owner) -> Response:
-    engine, admission = _parts(request)
+    engine, admission = parts(request)
     body = await admission.read(request, PredictRequest)
     k = admission.k(body.k)
     result = await engine.predict(admission.text(body.text), k, body.exclude_special)
@@ -59,7 +58,7 @@ async def predict(request: Request, _: Owner) -> Response:
     openapi_extra=request_body(ScoreRequest),
 )
 async def score(request: Request, _: Owner) -> Response:
-    engine, admission = _parts(request)
+    engine, admission = parts(request)
     body = await admission.read(request, ScoreRequest)
     result = await engine.score(admission.text(body.text))
     return json_response(score_payload(engine.model_id, result))
@@ -79,7 +78,7 @@ async def score(request: Request, _: Owner) -> Response:
     openapi_extra=request_body(GenerateRequest),
 )
 async def generate(request: Request, _: Owner) -> Response:
-    engine, admission = _parts(request)
+    engine, admission = parts(request)
     body = await admission.read(request, GenerateRequest)
     params = generation_request(body, admission)
     stream = await engine.generate(admission.text(body.text), params)
@@ -103,13 +102,6 @@ async def generate(request: Request, _: Owner) -> Response:
             "finish_reason": stream.finish_reason.value,
         }
     )
-
-
-def _parts(request: Request) -> tuple[EngineClient, Admission]:
-    """The engine client and admission of this app (read directly: a dependency per
-    object costs the hot routes measurable CPU)."""
-    state = request.app.state
-    return state.engine, state.admission
 
 
 async def _sse(stream: Generation, model_id: str) -> AsyncIterator[bytes]:

@@ -46,49 +46,27 @@ def mix(model_logprob: Tensor, cache_logprob: Tensor, lam: float) -> Tensor:
 
 
 def mixed_probs(
-    pool: CachePool, slots: list[int], weights: Tensor, has: Tensor, model_logprobs: Tensor
+    pool: CachePool, slots: list[int], weights: Tensor, has: list[bool], model_logprobs: Tensor
 ) -> Tensor:
-    """The mixture's probabilities ``[B, V]`` of the next word (for sampling).
+    """The mixture's probabilities ``[B, V]`` of the next word, for a batch of sessions.
 
     Args:
-        weights: ``[B, R]`` window weights (``CachePool.attend``), ``has`` ``[B]`` bool.
+        weights: ``[B, R]`` window weights (``CachePool.attend``); ``has``: whether each
+            window held a pair (a row without one keeps the model's distribution).
         model_logprobs: ``[B, V]`` the model's log-probabilities.
     """
-    index = torch.tensor(slots, device=weights.device)
+    device = weights.device
+    lam = torch.tensor([[pool.params.lam if h else 0.0] for h in has], device=device)
+    index = torch.tensor(slots, device=device)
     cache = torch.zeros_like(model_logprobs).scatter_add_(1, pool.words[index], weights)
-    lam = has.to(model_logprobs.dtype).unsqueeze(1) * pool.params.lam
     return model_logprobs.exp().mul_(1.0 - lam).add_(cache.mul_(lam))
 
 
-def mixed_top(
-    pool: CachePool,
-    slots: list[int],
-    weights: Tensor,
-    has: Tensor,
-    model_logprobs: Tensor,
-    model_top: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """The mixture's top ``k``: (log-probs ``[B, k]``, ids ``[B, k]``), likeliest first.
-
-    Only a word in the model's top ``k`` or in the window can be in the mixture's, so only
-    those ``k + R`` candidates are mixed (no pass over the vocabulary but one scatter).
-
-    Args:
-        weights, has: as for ``mixed_probs``.
-        model_logprobs: ``[B, V]`` the model's log-probabilities.
-        model_top: ``[B, k]`` ids of the model's top ``k``.
-    """
-    index = torch.tensor(slots, device=weights.device)
-    words = pool.words.index_select(0, index)
-    lam = has.to(model_logprobs.dtype).unsqueeze(1) * pool.params.lam
-    cache = torch.zeros_like(model_logprobs).scatter_add_(1, words, weights)
-    ids = torch.cat([model_top, words], 1)
-    probs = model_logprobs.gather(1, ids).exp().mul_(1.0 - lam)
-    probs.add_(cache.gather(1, ids).mul_(lam))
-    # A word may be a candidate several times (with equal values): keep one of each.
-    ids, order = ids.sort(1)
-    probs = probs.gather(1, order)
-    repeat = torch.zeros_like(ids, dtype=torch.bool)
-    repeat[:, 1:] = ids[:, 1:] == ids[:, :-1]
-    values, chosen = probs.masked_fill(repeat, -1.0).topk(model_top.shape[1], -1)
-    return values.log(), ids.gather(1, chosen)
+def mix_scalar(model_logprob: float, cache_prob: float, lam: float) -> float:
+    """``log((1 - lam) exp(model_logprob) + lam cache_prob)`` for one word, in log space."""
+    keep = model_logprob + math.log1p(-lam)
+    if cache_prob <= 0.0 or lam <= 0.0:
+        return keep
+    other = math.log(cache_prob) + math.log(lam)
+    high, low = max(keep, other), min(keep, other)
+    return high + math.log1p(math.exp(low - high))

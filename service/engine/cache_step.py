@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from service.engine.cache_mixture import feed_cache_logprobs, mix, mixed_probs, mixed_top
+from service.engine.cache_mixture import feed_cache_logprobs, mix, mix_scalar, mixed_probs
 from service.engine.rows import Row, RowResult
 from service.engine.session_cache import CachePool
 
@@ -99,20 +99,19 @@ def _feed_singles(
     """One-word feeds, batched: p_cache(word) from the weights each session kept."""
     device = previous_top.device
     slots = [rows[i].cache.slot for i in singles]  # type: ignore[union-attr]
-    words = torch.tensor([rows[i].tokens[0] for i in singles], device=device)
+    words = [rows[i].tokens[0] for i in singles]
     scored = [j for j, i in enumerate(singles) if rows[i].token_logprobs]
     if scored:
         index = torch.tensor([slots[j] for j in scored], device=device)
-        targets = words[scored].unsqueeze(1)
-        weights = pool.last_weights.index_select(0, index)
-        probs = (weights * (pool.words.index_select(0, index) == targets)).sum(1)
-        has = weights.sum(1) > 0
-        model = torch.tensor([results[singles[j]].token_logprobs[0] for j in scored])
-        model = model.to(device, weights.dtype)
-        mixed = torch.where(has, mix(model, torch.log(probs), pool.params.lam), model).tolist()
-        for j, value in zip(scored, mixed, strict=True):
-            results[singles[j]].token_logprobs = [value]
-    pool.append_one(slots, previous_top[singles], words)
+        targets = torch.tensor([[words[j]] for j in scored], device=device)
+        hits = pool.words.index_select(0, index) == targets
+        probs = (pool.last_weights.index_select(0, index) * hits).sum(1).tolist()
+        lam = pool.params.lam
+        for j, prob in zip(scored, probs, strict=True):
+            result = results[singles[j]]
+            if pool.has[slots[j]]:
+                result.token_logprobs = [mix_scalar(result.token_logprobs[0], prob, lam)]
+    pool.append_one(slots, previous_top[singles], torch.tensor(words, device=device))
 
 
 def _mix_next(
@@ -121,34 +120,21 @@ def _mix_next(
     results: list[RowResult],
     cached: list[int],
     weights: Tensor,
-    has: Tensor,
+    has: list[bool],
 ) -> None:
-    """The mixture's top-k and distribution of the rows that asked, each kind in a batch."""
+    """The mixture's top-k and distribution of the rows that asked, in one batch."""
     wanted = [j for j, i in enumerate(cached) if results[i].distribution is not None]
-    topped = [j for j in wanted if rows[cached[j]].top_k]
-    if topped:
-        k = max(rows[cached[j]].top_k for j in topped)
-        model = torch.stack([results[cached[j]].distribution for j in topped])  # type: ignore[misc]
-        model_top = torch.tensor(
-            [
-                [i for i, _ in results[cached[j]].top] + [0] * (k - len(results[cached[j]].top))
-                for j in topped
-            ],
-            device=model.device,
-        )
-        slots = [rows[cached[j]].cache.slot for j in topped]  # type: ignore[union-attr]
-        values, ids = mixed_top(pool, slots, weights[topped], has[topped], model, model_top)
-        for n, (value_row, id_row) in enumerate(zip(values.tolist(), ids.tolist(), strict=True)):
-            i = cached[topped[n]]
-            top_k = rows[i].top_k
-            results[i].top = list(zip(id_row[:top_k], value_row[:top_k], strict=True))
-    sampled = [j for j in wanted if rows[cached[j]].distribution]
-    if sampled:
-        model = torch.stack([results[cached[j]].distribution for j in sampled])  # type: ignore[misc]
-        slots = [rows[cached[j]].cache.slot for j in sampled]  # type: ignore[union-attr]
-        probs = mixed_probs(pool, slots, weights[sampled], has[sampled], model)
-        for n, j in enumerate(sampled):
-            results[cached[j]].distribution = probs[n].log()
-    for j in wanted:
-        if not rows[cached[j]].distribution:
-            results[cached[j]].distribution = None
+    if not wanted:
+        return
+    model = torch.stack([results[cached[j]].distribution for j in wanted])  # type: ignore[misc]
+    slots = [rows[cached[j]].cache.slot for j in wanted]  # type: ignore[union-attr]
+    probs = mixed_probs(pool, slots, weights[wanted], [has[j] for j in wanted], model)
+    k = max(rows[cached[j]].top_k for j in wanted)
+    if k:
+        values, ids = probs.topk(min(k, probs.shape[-1]), -1)
+        top_values, top_ids = values.log().tolist(), ids.tolist()
+    for n, j in enumerate(wanted):
+        row, result = rows[cached[j]], results[cached[j]]
+        if row.top_k:
+            result.top = list(zip(top_ids[n][: row.top_k], top_values[n][: row.top_k], strict=True))
+        result.distribution = probs[n].log() if row.distribution else None

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.engine.history import state_item
 from service.engine.metrics import EngineMetrics
 from service.engine.runner import RowResult
 from service.engine.state_pool import StatePool
@@ -53,6 +52,9 @@ class PrefixCache:
         self._allocate = allocate
         self._release = release
         self._metrics = metrics
+        # labelled children looked up once: ``labels()`` costs more than ``inc()``
+        self._hits = metrics.prefix_cache_requests.labels("hit")
+        self._misses = metrics.prefix_cache_requests.labels("miss")
         self._root = _Node(None, -1)
         self._lru: OrderedDict[_Node, None] = OrderedDict()
 
@@ -74,10 +76,10 @@ class PrefixCache:
             if node.slot is not None:
                 best, best_length = node, length
         if best is None:
-            self._metrics.prefix_cache_requests.labels("miss").inc()
+            self._misses.inc()
             return 0, None
         self._lru.move_to_end(best)
-        self._metrics.prefix_cache_requests.labels("hit").inc()
+        self._hits.inc()
         self._metrics.prefix_cache_tokens_saved.inc(best_length)
         return best_length, best.slot
 
@@ -160,8 +162,8 @@ def cached_item(
         if release_slot:
             item.on_finish = lambda _: pool.release(slot)
         return item
-    copies = None if cached is None else [(cached, slot)]
-    item = state_item(item, copies=copies, save_after=save)
+    item.copies = None if cached is None else [(cached, slot)]
+    item.save_after = save
 
     def finish(outcome: Any) -> None:
         if release_slot:

@@ -14,6 +14,7 @@ Allocation runs on the event loop (bounded by ``max_bytes``: past it ``Overloade
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from models.continuous_cache import KEY_DTYPE, CacheParams, masked_softmax
+from models.continuous_cache import KEY_DTYPE, CacheParams
 from service.engine.errors import Overloaded
 
 TAG = b"LSC1"
@@ -68,14 +69,13 @@ class CachePool:
         # next-word prediction): the next fed word's cache probability is read from it.
         self.last_weights = torch.zeros(capacity, self.ring, device=device)
         self.fresh: list[bool] = [False] * capacity  # last_weights matches the ring
+        self.has: list[bool] = [False] * capacity  # last_weights saw at least one pair
+        self.ring_index = torch.arange(self.ring, device=device)
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._reserved = capacity
         self.in_use = 0
-
-    @property
-    def bytes_per_session(self) -> int:
-        per_pair = self.hidden * self.keys.element_size() + self.words.element_size()
-        return self.ring * (per_pair + self.last_weights.element_size())
+        per_pair = hidden * self.keys.element_size() + self.words.element_size()
+        self.bytes_per_session = self.ring * (per_pair + self.last_weights.element_size())
 
     @property
     def bytes_in_use(self) -> int:
@@ -114,6 +114,7 @@ class CachePool:
         self.counts.extend([0] * extra)
         self.lows.extend([0] * extra)
         self.fresh.extend([False] * extra)
+        self.has.extend([False] * extra)
 
     def clear(self, slot: int) -> None:
         self.counts[slot] = self.lows[slot] = 0
@@ -129,6 +130,7 @@ class CachePool:
             self.lows[slot] = self.lows[row.copy_from]
             self.last_weights[slot] = self.last_weights[row.copy_from]
             self.fresh[slot] = self.fresh[row.copy_from]
+            self.has[slot] = self.has[row.copy_from]
         if reset:
             self.clear(slot)
         elif row.rewind_to is not None:
@@ -169,27 +171,26 @@ class CachePool:
             self.lows[slot] = max(self.lows[slot], count - ring)
             self.fresh[slot] = False
 
-    def attend(self, slots: list[int], queries: Tensor) -> tuple[Tensor, Tensor]:
+    def attend(self, slots: list[int], queries: Tensor) -> tuple[Tensor, list[bool]]:
         """Each session's window weights for its query ``[B, H]`` (``[B, R]``, 0 outside
         the window) and whether its window holds a pair ``[B]``; kept as ``last_weights``."""
         keys = self.keys
         scores = torch.stack(
             [keys[slot].to(queries.dtype) @ q for slot, q in zip(slots, queries, strict=True)]
         )
-        ring = torch.arange(self.ring, device=self.device)
-        counts = torch.tensor([self.counts[s] for s in slots], device=self.device)
-        reach = torch.tensor(
-            [min(self.counts[s] - self.lows[s], self.params.window) for s in slots],
-            device=self.device,
-        )
-        ages = (counts.unsqueeze(1) - 1 - ring) % self.ring
-        valid = ages < reach.unsqueeze(1)
-        weights = masked_softmax(self.params.theta * scores, valid)
-        index = torch.tensor(slots, device=self.device)
-        self.last_weights.index_copy_(0, index, weights)
-        for slot in slots:
+        counts = [self.counts[s] for s in slots]
+        window = self.params.window
+        reach = [min(self.counts[s] - self.lows[s], window) for s in slots]
+        bounds = torch.tensor([counts, reach], device=self.device).unsqueeze(2)  # [2, B, 1]
+        ages = (bounds[0] - 1 - self.ring_index) % self.ring
+        scores = scores.mul_(self.params.theta).masked_fill_(ages >= bounds[1], -math.inf)
+        weights = scores.softmax(-1).nan_to_num_(0.0)  # an empty window: all zero
+        self.last_weights.index_copy_(0, torch.tensor(slots, device=self.device), weights)
+        has = [r > 0 for r in reach]
+        for slot, filled in zip(slots, has, strict=True):
             self.fresh[slot] = True
-        return weights, reach > 0
+            self.has[slot] = filled
+        return weights, has
 
     def dump(self, slot: int) -> bytes:
         """The exact pairs of the ring (at most ``ring``), oldest first, with the count."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from service.engine.durable import Change, DurableSessions, SessionMoved
 from service.engine.errors import ServeError, SessionBusy, SessionNotFound
 from service.engine.generation import GenerationStream
-from service.engine.history import START, HistoryCapture, StateItem, state_item
+from service.engine.history import START, HistoryCapture, StateItem
 from service.engine.metrics import EngineMetrics
 from service.engine.results import SessionInfo, Step
 from service.engine.rows import RowResult, SlotState
@@ -51,6 +51,7 @@ class SessionOps:
         self.metrics = metrics
         self.config = config
         self.store_watch = StoreWatch(durable.store)
+        self._shown = (-1, -1)  # (live, cached) sessions last written to the gauges
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -193,7 +194,7 @@ class SessionOps:
         )
         limit, release = self.config.session_history, self.pool.release
         save_to = self.pool.allocate() if limit > 0 and ids and not reset else None
-        item = state_item(item, save_to=save_to)
+        item.save_to = save_to
         item.capture_state = self.durable.persistent
         capture = self._history_capture(item, session, ids, reset, save_to)
         changes: list[Change] = []
@@ -256,10 +257,9 @@ class SessionOps:
     ) -> tuple[RowResult, Change]:
         """Write ``restore`` into the session's slot (and ``writes`` into theirs), or (None)
         read the slot's state and the history's oldest one, to store them."""
-        base = self.submitter.item(
-            WorkKind.RESTORE if restore else WorkKind.SNAPSHOT, session.slot, [], session=session
-        )
-        item = state_item(base, writes=writes)
+        kind = WorkKind.RESTORE if restore else WorkKind.SNAPSHOT
+        item = self.submitter.item(kind, session.slot, [], session=session)
+        item.writes = writes
         item.restore, item.capture_state = restore, restore is None
         capture = None if restore else self._history_capture(item, session, [], False, None)
         changes: list[Change] = []
@@ -290,8 +290,14 @@ class SessionOps:
             self.metrics.session_history_bytes.set(history_bytes)
 
     def _update_gauge(self) -> None:
-        self.metrics.sessions_live.set(len(self.registry))
+        """Session gauges, written only when they changed (called on every session call;
+        a multiprocess gauge write costs a few microseconds)."""
         caches = self.registry.caches
+        shown = (len(self.registry), caches.in_use if caches is not None else 0)
+        if shown == self._shown:
+            return
+        self._shown = shown
+        self.metrics.sessions_live.set(shown[0])
         if caches is not None:
-            self.metrics.sessions_cached.set(caches.in_use)
+            self.metrics.sessions_cached.set(shown[1])
             self.metrics.session_cache_bytes.set(caches.bytes_in_use)

@@ -18,7 +18,7 @@ from typing import Any
 
 from service.engine.durable import Change
 from service.engine.errors import InvalidRequest, SessionBusy
-from service.engine.history import START, HistoryCapture, StateItem, state_item
+from service.engine.history import START, HistoryCapture, StateItem
 from service.engine.results import Step
 from service.engine.runner import RowResult
 from service.engine.session_cache import CacheRow
@@ -137,8 +137,7 @@ class StateOps:
 
     # ---- plumbing --------------------------------------------------------------------
     def _item(self, kind: WorkKind, key: Session | None, slot: int, top_k: int) -> StateItem:
-        base = self.ops.submitter.item(kind, slot, [], top_k=top_k, session=key)
-        item = state_item(base)
+        item = self.ops.submitter.item(kind, slot, [], top_k=top_k, session=key)
         item.capture_state = self.ops.durable.persistent
         return item
 

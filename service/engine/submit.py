@@ -15,6 +15,7 @@ import torch
 
 from service.engine.errors import NotReady, ServeError, Timeout
 from service.engine.generation import GenerationStream
+from service.engine.history import StateItem
 from service.engine.params import FinishReason, GenerationRequest
 from service.engine.runner import RowResult
 from service.engine.session_cache import CacheRow
@@ -41,8 +42,10 @@ class Submitter:
         top_k: int = 0,
         token_logprobs: bool = False,
         session: Session | None = None,
-    ) -> WorkItem:
-        return WorkItem(
+    ) -> StateItem:
+        """A work item due by the request deadline (a ``StateItem``: any of them may copy
+        or save states)."""
+        return StateItem(
             kind,
             slot,
             ids,

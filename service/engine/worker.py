@@ -52,6 +52,7 @@ class InferenceWorker:
         self._running = False
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None
+        self._exited = False  # the thread left its loop (cheaper to ask than is_alive())
         self.steps = 0
         self._banned = runner.vocabulary.unk_id
 
@@ -73,7 +74,7 @@ class InferenceWorker:
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive() and self.failure is None
+        return self._thread is not None and not self._exited and self.failure is None
 
     def queue_depth(self) -> int:
         return len(self._queue)
@@ -108,6 +109,7 @@ class InferenceWorker:
             self.failure = error
             log.exception("inference thread died")
         finally:
+            self._exited = True
             self._fail_everything()
 
     def _form_batch(self) -> tuple[list[WorkItem], list[Callback]]:
