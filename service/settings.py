@@ -125,7 +125,7 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description="API processes (FastAPI + uvicorn) in front of the one engine process "
-        "(0 = fits the machine: one per 4 CPUs, at least one)",
+        "(0 = fits the machine: one per 4 CPUs, at least two where there are two CPUs)",
     )
     gil_switch_interval_ms: float = Field(
         0.1,
@@ -148,7 +148,11 @@ class Settings(BaseSettings):
         return value.strip()
 
     def api_processes(self) -> int:
-        return self.api_workers or max(1, available_cpus() // 4)
+        """The API processes to start. HTTP and WebSocket parsing is the bottleneck on a CPU
+        machine, so two where there are two CPUs: on 2 vCPUs, 2 API processes served 1.4-2.3x
+        the predicts/s of one (BENCHMARKS.md section 0)."""
+        cpus = available_cpus()
+        return self.api_workers or (max(2, cpus // 4) if cpus >= 2 else 1)
 
     def engine_threads(self) -> int:
         """Torch threads for the engine: the CPUs the API processes leave, at least one."""

@@ -26,6 +26,10 @@ DATA_DIR = ROOT.parent / "shared" / "data"
 PTB_DIR = DATA_DIR / "ptb"
 BUNDLED_MODEL_DIR = ROOT / "models" / "default"
 REQUIRE_DATA_ENV = "LSTM_SERVE_REQUIRE_DATA"
+# Test servers run one API process unless a test asks for more (tests/test_processes.py
+# does): the suite starts dozens of servers on a 2-CPU CI machine. The product default
+# (two on two CPUs) runs in `make smoke-docker` and the benchmarks.
+os.environ.setdefault("LSTM_SERVE_API_WORKERS", "1")
 NEEDS_DATA = "needs_data"
 
 
