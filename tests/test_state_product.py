@@ -371,6 +371,60 @@ def test_prefix_cache_hits_and_evicts(tiny_checkpoint: Path) -> None:
     run_engine(tiny_checkpoint, scenario, prefix_cache_bytes=3 * 256)
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_prefix_cache_scores_are_unchanged(tiny_checkpoint: Path, batched: bool) -> None:
+    """Scores use entries filed by scores (with their words' log-probs), never a predict's
+    (which has none), and every score equals the one without the cache."""
+    texts = _random_texts(10, seed=7)
+
+    async def scenario(engine: Engine) -> tuple[list[list[float]], float]:
+        await asyncio.gather(*(engine.predict(t, k=3) for t in texts[::3]))  # log-prob-less
+        if batched:
+            scores = await asyncio.gather(*(engine.score(t) for t in texts))
+        else:
+            scores = [await engine.score(t) for t in texts]
+        saved = engine.metrics.prefix_cache_tokens_saved._value.get()
+        return [list(s.token_logprobs) for s in scores], saved
+
+    expected, _ = run_engine(tiny_checkpoint, scenario)
+    for budget in (1 << 20, 256 * 4):
+        got, saved = run_engine(tiny_checkpoint, scenario, prefix_cache_bytes=budget)
+        assert batched or budget < 1 << 20 or saved > 0  # (a batch looks up before filing)
+        for a, b in zip(got, expected, strict=True):
+            assert len(a) == len(b)
+            assert max((abs(x - y) for x, y in zip(a, b, strict=True)), default=0.0) <= TOL
+
+
+def test_prefix_cache_files_states_inside_long_prompts(tiny_checkpoint: Path) -> None:
+    """A 150-word prompt files states at words 64 and 128 too: a text sharing only its
+    first 130 words starts at word 128, and every answer equals the one without a cache."""
+    rng = random.Random(11)
+    vocabulary = [*WORDS, *"shares of the bank fell on friday after report".split()]
+    long = [rng.choice(vocabulary) for _ in range(150)]
+    other = [*long[:130], *(rng.choice(vocabulary) for _ in range(20))]
+    texts = [" ".join(long), " ".join(other), " ".join(long[:70])]
+
+    async def scenario(engine: Engine) -> tuple[list[Any], list[float]]:
+        saved = []
+        answers: list[Any] = []
+        for text in texts:
+            answers.append(await engine.predict(text, k=5))
+            answers.append((await engine.score(text)).token_logprobs)
+            saved.append(engine.metrics.prefix_cache_tokens_saved._value.get())
+        return answers, saved
+
+    expected, _ = run_engine(tiny_checkpoint, scenario)
+    got, saved = run_engine(tiny_checkpoint, scenario, prefix_cache_bytes=1 << 20)
+    # The first score cannot use the predict's states (no log-probs) but gives them its
+    # own; then the other text's predict and score start at word 128, the third's at 64.
+    assert saved == [0, 128 + 128, 256 + 64 + 64]
+    for a, b in zip(got, expected, strict=True):
+        if isinstance(a, list):
+            assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= TOL
+        else:
+            assert [p.word for p in a.predictions] == [p.word for p in b.predictions]
+
+
 def test_prefix_cache_generations_unchanged(tiny_checkpoint: Path) -> None:
     texts = _random_texts(4, seed=5)[:20]
 

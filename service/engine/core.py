@@ -22,7 +22,7 @@ from service.engine.errors import NotReady, ServeError
 from service.engine.generation import GenerationStream
 from service.engine.metrics import EngineMetrics
 from service.engine.model_card import model_card, text_rules
-from service.engine.prefix_cache import PrefixCache, cached_item
+from service.engine.prefix_cache import PrefixCache, cached_item, cached_score_item
 from service.engine.runner import ModelRunner
 from service.engine.session_cache import CachePool, pool_for_card
 from service.engine.session_ops import SessionOps
@@ -213,9 +213,8 @@ class Engine:
         """The log-prob of each of ``ids`` after the sentence start and the ones before."""
         pool = self._pool_checked()
         slot = pool.allocate()
-        item = self.submitter.item(WorkKind.SCORE, slot, ids, reset=True, token_logprobs=True)
-        item.on_finish = lambda _: pool.release(slot)
-        return (await self.submitter.run(item)).token_logprobs
+        item, known = cached_score_item(self.submitter, pool, self.prefix_cache, slot, ids)
+        return known + (await self.submitter.run(item)).token_logprobs
 
     async def score_top(
         self, ids: list[int], top_k: int

@@ -169,11 +169,13 @@ class StateItem(WorkItem):
     save_after: int | None = None
     capture_extra: int | None = None
     writes: list[tuple[int, bytes, bytes]] | None = None
+    save_within: list[tuple[int, int]] | None = None
 
     def row(self) -> Row:
         row = super().row()
         row.copies, row.save_to, row.save_after = self.copies, self.save_to, self.save_after
         row.capture_extra, row.writes = self.capture_extra, self.writes
+        row.save_within = self.save_within
         return row
 
 

@@ -45,6 +45,8 @@ class Row:
             session's rewind history, stored with the session).
         writes: (slot, h, c) float32 bytes written into other slots before the step (a
             stored rewind history coming back).
+        save_within: (offset, slot) pairs: the state after the row's first ``offset``
+            tokens goes to ``slot`` (the prefix cache's entries inside a long prompt).
     """
 
     slot: int
@@ -62,6 +64,7 @@ class Row:
     cache: CacheRow | None = None
     capture_extra: int | None = None
     writes: list[tuple[int, bytes, bytes]] | None = None
+    save_within: list[tuple[int, int]] | None = None
 
 
 @dataclass
@@ -85,6 +88,7 @@ def copy_only(row: Row) -> bool:
         or row.restore is not None
         or row.capture_state
         or row.capture_extra is not None
+        or bool(row.save_within)
         or row.save_to is not None
         or row.save_after is not None
     )

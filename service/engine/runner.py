@@ -203,11 +203,54 @@ class ModelRunner:
         index = torch.tensor(active, device=self.device)
         state = (h.index_select(1, index), c.index_select(1, index))
         tokens = padded.to(self.device)
-        if self.decode_graphs is not None and longest == 1:
+        if any(rows[i].save_within for i in active):
+            out, (new_h, new_c) = self._run_in_phases([rows[i] for i in active], tokens, state)
+        elif self.decode_graphs is not None and longest == 1:
             out, (new_h, new_c) = self.decode_graphs.step(tokens, state)
         else:  # the model's own packed step: the layers are not re-implemented here
             out, (new_h, new_c) = self.model.packed_hidden_states(tokens, lengths, state)
         return out, h.index_copy(1, index, new_h), c.index_copy(1, index, new_c)
+
+    def _run_in_phases(
+        self, rows: list[Row], tokens: Tensor, state: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """``packed_hidden_states`` cut at the rows' ``save_within`` offsets: phase k runs
+        every row's k-th piece, and the states at the cuts are saved in between. Returns
+        what one packed call would: outputs ``[B, T, H]`` and the final states."""
+        cuts = [[0, *sorted(o for o, _ in row.save_within or ()), len(row.tokens)] for row in rows]
+        saves = [dict(row.save_within or ()) for row in rows]
+        h, c = state[0].clone(), state[1].clone()
+        batch, longest = tokens.shape
+        out = h.new_zeros(batch, longest, self.model.config.hidden_size)
+        for phase in range(max(len(b) for b in cuts) - 1):
+            members = [j for j, b in enumerate(cuts) if phase + 1 < len(b)]
+            spans = [(cuts[j][phase], cuts[j][phase + 1]) for j in members]
+            lengths = [end - start for start, end in spans]
+            piece = tokens.new_zeros(len(members), max(lengths))
+            for n, (j, (start, end)) in enumerate(zip(members, spans, strict=True)):
+                piece[n, : end - start] = tokens[j, start:end]
+            index = torch.tensor(members, device=self.device)
+            part, (ph, pc) = self.model.packed_hidden_states(
+                piece, lengths, (h.index_select(1, index), c.index_select(1, index))
+            )
+            h.index_copy_(1, index, ph)
+            c.index_copy_(1, index, pc)
+            saved: list[tuple[int, int]] = []  # (position in this phase, slot)
+            for n, (j, (start, end)) in enumerate(zip(members, spans, strict=True)):
+                out[j, start:end] = part[n, : end - start]
+                if end in saves[j]:
+                    saved.append((n, saves[j][end]))
+            if saved:
+                self._save_states(saved, ph, pc)
+        return out, (h, c)
+
+    def _save_states(self, saved: list[tuple[int, int]], h: Tensor, c: Tensor) -> None:
+        """Columns ``n`` of ``h``/``c`` ``[layers, B, width]`` into pool slots."""
+        columns = torch.tensor([n for n, _ in saved], device=self.device)
+        slots = torch.tensor([slot for _, slot in saved], device=self.device)
+        self.pool.scatter(slots, h.index_select(1, columns), c.index_select(1, columns))
+        for _, slot in saved:
+            self.pool.log_norm[slot] = math.nan
 
 
 def _host_bytes(state: Tensor) -> bytes:
