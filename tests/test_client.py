@@ -104,6 +104,7 @@ def test_transport_helpers() -> None:
     assert stream_url("https://h:1/base/", "s 1", "k") == (
         "wss://h:1/base/v1/stream?session_id=s+1&access_token=k"
     )
+    assert stream_url("http://h", None, cache=True) == "ws://h/v1/stream?cache=true"
 
 
 # ---- stateless -----------------------------------------------------------------------
@@ -183,6 +184,10 @@ def test_typed_errors(api: Client) -> None:
     assert large.value.status == 413
     with pytest.raises(SessionNotFound):
         api.resume_session("no-such-session")
+    with pytest.raises(InvalidRequest, match="no continuous cache"):  # the tiny test model
+        api.session("the", cache=True)
+    with pytest.raises(InvalidRequest, match="no continuous cache"):
+        api.stream(cache=True)
 
 
 # ---- WebSocket -----------------------------------------------------------------------

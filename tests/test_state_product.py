@@ -23,6 +23,8 @@ from service.engine.client import GenerationRequest
 from service.engine.core import EngineConfig
 from service.engine.errors import InvalidRequest, SessionBusy, SessionIncompatible
 from service.engine.history import History
+from service.engine.metrics import EngineMetrics
+from service.engine.prefix_cache import MAX_CACHED_WORDS, PrefixCache
 from service.engine.results import SessionStep
 from service.engine.state_token import ModelShape, StateToken, decode, encode
 from tests.engine_harness import LocalEngine as Engine
@@ -423,6 +425,22 @@ def test_prefix_cache_files_states_inside_long_prompts(tiny_checkpoint: Path) ->
             assert max(abs(x - y) for x, y in zip(a, b, strict=True)) <= TOL
         else:
             assert [p.word for p in a.predictions] == [p.word for p in b.predictions]
+
+
+def test_prefix_cache_gives_back_everything_it_reserved() -> None:
+    """Reserving states along one path and abandoning them (a request refused after its
+    lookup) leaves an empty trie and every slot free; long prompts stop at the cap."""
+    free: list[int] = []
+    slots = iter(range(1000))
+    cache = PrefixCache(1 << 20, 100, lambda: next(slots), free.append, EngineMetrics())
+    ids = list(range(300))
+    reserved = cache.reserve(ids, [64, 128, 192, 256, 300])
+    assert [p for p, _ in reserved] == [64, 128, 192, 256, 300]
+    cache.abandon(ids, reserved)
+    assert sorted(free) == sorted(s for _, s in reserved) and not cache._root.children
+    long = list(range(MAX_CACHED_WORDS + 500))
+    cache.commit(long, cache.reserve(long, [64, MAX_CACHED_WORDS]), None)
+    assert cache.lookup(long) == (MAX_CACHED_WORDS, cache.lookup(long)[1]) and len(cache) == 2
 
 
 def test_prefix_cache_generations_unchanged(tiny_checkpoint: Path) -> None:

@@ -21,7 +21,7 @@ from lstm_serve.client.results import (
 )
 from lstm_serve.client.streams import AsyncStream
 from lstm_serve.client.sync_client import DEFAULT_URL, session_path
-from lstm_serve.client.transport import RetryPolicy
+from lstm_serve.client.transport import RetryPolicy, session_body
 
 
 class AsyncClient:
@@ -120,11 +120,16 @@ class AsyncClient:
                 return
 
     def session(
-        self, text: str = "", *, k: int = 5, exclude_special: bool = False
+        self,
+        text: str = "",
+        *,
+        k: int = 5,
+        exclude_special: bool = False,
+        cache: bool | None = None,
     ) -> _OpeningSession:
         """Create a session: ``s = await client.session()``, or ``async with
-        client.session() as s:`` which deletes it on exit."""
-        body = {"text": text, "k": k, "exclude_special": exclude_special}
+        client.session() as s:`` which deletes it on exit (``cache``: as ``Client``)."""
+        body = session_body(text, k, exclude_special, cache)
         return _OpeningSession(self, body)
 
     async def resume_session(self, session_id: str) -> AsyncSession:
@@ -133,11 +138,16 @@ class AsyncClient:
         return AsyncSession(self, info.session_id, info.position, None)
 
     async def stream(
-        self, session_id: str | None = None, *, open_timeout_s: float = 10.0
+        self,
+        session_id: str | None = None,
+        *,
+        open_timeout_s: float = 10.0,
+        cache: bool | None = None,
     ) -> AsyncStream:
-        """Open ``WS /v1/stream``: a new session, or resume ``session_id``."""
+        """Open ``WS /v1/stream``: a new session (``cache``: with a continuous cache), or
+        resume ``session_id``."""
         return await AsyncStream.connect(
-            transport.stream_url(self.base_url, session_id),
+            transport.stream_url(self.base_url, session_id, cache=cache),
             self._headers,
             open_timeout_s=open_timeout_s,
             timeout_s=self.timeout_s,

@@ -21,7 +21,7 @@ from lstm_serve.client.results import (
     SessionStep,
 )
 from lstm_serve.client.streams import Stream
-from lstm_serve.client.transport import RetryPolicy
+from lstm_serve.client.transport import RetryPolicy, session_body
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -132,9 +132,17 @@ class Client:
                 return
 
     # ---- sessions -----------------------------------------------------------------
-    def session(self, text: str = "", *, k: int = 5, exclude_special: bool = False) -> Session:
-        """Create a server-side session (optionally fed ``text``); ``with`` deletes it."""
-        body = {"text": text, "k": k, "exclude_special": exclude_special}
+    def session(
+        self,
+        text: str = "",
+        *,
+        k: int = 5,
+        exclude_special: bool = False,
+        cache: bool | None = None,
+    ) -> Session:
+        """Create a server-side session (optionally fed ``text``; ``cache``: keep a
+        continuous cache, None: the server's default); ``with`` deletes it."""
+        body = session_body(text, k, exclude_special, cache)
         step = SessionStep.from_json(self._request("POST", "/v1/sessions", body).json())
         return Session(self, step.session_id, step.position, step)
 
@@ -143,10 +151,17 @@ class Client:
         info = SessionInfo.from_json(self._request("GET", session_path(session_id)).json())
         return Session(self, info.session_id, info.position, None)
 
-    def stream(self, session_id: str | None = None, *, open_timeout_s: float = 10.0) -> Stream:
-        """Open ``WS /v1/stream``: a new session, or resume ``session_id``."""
+    def stream(
+        self,
+        session_id: str | None = None,
+        *,
+        open_timeout_s: float = 10.0,
+        cache: bool | None = None,
+    ) -> Stream:
+        """Open ``WS /v1/stream``: a new session (``cache``: with a continuous cache), or
+        resume ``session_id``."""
         return Stream.connect(
-            transport.stream_url(self.base_url, session_id),
+            transport.stream_url(self.base_url, session_id, cache=cache),
             self._headers,
             open_timeout_s=open_timeout_s,
             timeout_s=self.timeout_s,

@@ -112,8 +112,14 @@ def generation_event(data: str) -> GeneratedWord | Generation:
     return GeneratedWord(str(event["word"]), int(event["index"]))
 
 
-def stream_url(base_url: str, session_id: str | None, access_token: str | None = None) -> str:
-    """``ws(s)://host/v1/stream[?session_id=...]`` for an ``http(s)://host`` base URL."""
+def stream_url(
+    base_url: str,
+    session_id: str | None,
+    access_token: str | None = None,
+    cache: bool | None = None,
+) -> str:
+    """``ws(s)://host/v1/stream[?session_id=...]`` for an ``http(s)://host`` base URL
+    (``cache``: a new session with, or without, a continuous cache)."""
     parts = urlsplit(base_url)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     query = {}
@@ -121,6 +127,8 @@ def stream_url(base_url: str, session_id: str | None, access_token: str | None =
         query["session_id"] = session_id
     if access_token is not None:
         query["access_token"] = access_token
+    if cache is not None:
+        query["cache"] = "true" if cache else "false"
     path = parts.path.rstrip("/") + "/v1/stream"
     return urlunsplit((scheme, parts.netloc, path, urlencode(query), ""))
 
@@ -142,3 +150,11 @@ def sampling(
         "seed": seed,
         "stop_at_eos": stop_at_eos,
     }
+
+
+def session_body(text: str, k: int, exclude_special: bool, cache: bool | None) -> dict[str, Any]:
+    """The body of ``POST /v1/sessions`` (``cache`` only when chosen)."""
+    body: dict[str, Any] = {"text": text, "k": k, "exclude_special": exclude_special}
+    if cache is not None:
+        body["cache"] = cache
+    return body

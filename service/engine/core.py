@@ -18,7 +18,7 @@ import torch
 from models.checkpoint import Checkpoint, load
 from service.engine.config import EngineConfig, pick_device
 from service.engine.durable import DurableSessions
-from service.engine.errors import NotReady, ServeError
+from service.engine.errors import NotReady, Overloaded, ServeError
 from service.engine.generation import GenerationStream
 from service.engine.metrics import EngineMetrics
 from service.engine.model_card import model_card, text_rules
@@ -263,7 +263,9 @@ class Engine:
 
     # ---- plumbing --------------------------------------------------------------------
     def _pool_checked(self) -> StatePool:
-        self.submitter.accepting_worker()  # not_ready before a slot is taken
+        worker = self.submitter.accepting_worker()  # not_ready before a slot is taken
+        if worker.queue_depth() >= worker.max_queue:  # before any prefix-cache work
+            raise Overloaded(f"queue full ({worker.max_queue} waiting)")
         assert self.runner is not None
         return self.runner.pool
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.engine.history import StateItem
 from service.engine.metrics import EngineMetrics
 from service.engine.runner import RowResult
 from service.engine.state_pool import StatePool
@@ -38,6 +39,10 @@ from service.engine.submit import Submitter
 from service.engine.work import WorkItem, WorkKind
 
 INTERVAL = 64  # words between the states filed inside one long prompt
+MAX_WITHIN = 8  # at most this many inside one prompt (the interval doubles past it)
+# Prompts are cached up to this many words: the trie has a node per word, and a request
+# walks its path on the event loop (a 18,000-word score would walk 18,000 nodes).
+MAX_CACHED_WORDS = 2048
 
 
 @dataclass(eq=False, slots=True)
@@ -82,7 +87,7 @@ class PrefixCache:
         """(length of the longest cached prefix of ``ids``, its slot or None); ``scored``:
         only entries that know their words' log-probs (``logprobs_of``)."""
         node, best, best_length = self._root, None, 0
-        for length, token in enumerate(ids, 1):
+        for length, token in enumerate(ids[:MAX_CACHED_WORDS], 1):
             child = node.children.get(token)
             if child is None:
                 break
@@ -97,66 +102,83 @@ class PrefixCache:
         self._metrics.prefix_cache_tokens_saved.inc(best_length)
         return best_length, best.slot
 
-    def reserve(self, ids: list[int]) -> int | None:
-        """A slot to file the state after ``ids`` into, or None (cached already, empty,
-        or caching off). The caller fills it, then calls ``commit`` or ``abandon``."""
-        if not self.enabled or not ids:
-            return None
-        node = self._root
-        for token in ids:
+    def reserve(self, ids: list[int], positions: list[int]) -> list[tuple[int, int]]:
+        """Slots to file the states after ``ids[:p]`` into, for each ``p`` of ``positions``
+        (ascending) that holds no state yet: ``(p, slot)`` each, in one walk. The caller
+        fills them, then calls ``commit`` or ``abandon``."""
+        if not self.enabled or not positions:
+            return []
+        wanted, reserved, node = set(positions), [], self._root
+        for length, token in enumerate(ids[: positions[-1]], 1):
             node = node.children.get(token) or node.children.setdefault(token, _Node(node, token))
-        if node.slot is not None:
+            if length in wanted and node.slot is None:
+                reserved.append((length, self._allocate()))
+        if not reserved:
             self._prune(node)
-            return None
-        return self._allocate()
+        return reserved
 
     def logprobs_of(self, ids: list[int]) -> list[float]:
         """The log-probs kept with the entry of ``ids`` (found by ``lookup(scored=True)``)."""
-        node = self._find(ids)
+        node = self._walk(ids, len(ids), create=False)[len(ids)]
         assert node is not None and node.logprobs is not None
         return node.logprobs.tolist()
 
-    def annotate(self, ids: list[int], logprobs: list[float]) -> None:
-        """Keep ``logprobs`` with the entry of ``ids``, if there is one."""
-        node = self._find(ids)
-        if node is not None and node.slot is not None and node.logprobs is None:
-            node.logprobs = array("f", logprobs)
+    def annotate(self, ids: list[int], logprobs: list[float], positions: list[int]) -> None:
+        """Keep the log-probs of ``ids[:p]`` with the entries at ``positions`` that hold a
+        state and none yet (a score met entries a predict filed)."""
+        for p, node in self._walk(ids, positions, create=False).items():
+            if node is not None and node.slot is not None and node.logprobs is None:
+                node.logprobs = array("f", logprobs[:p])
 
-    def _find(self, ids: list[int]) -> _Node | None:
-        node: _Node | None = self._root
-        for token in ids:
-            node = node.children.get(token) if node is not None else None
-        return node
-
-    def commit(self, ids: list[int], slot: int, logprobs: list[float] | None = None) -> None:
-        """``slot`` now holds the state after ``ids`` (``logprobs``: of each of ``ids``)."""
-        node = self._root
-        for token in ids:
-            child = node.children.get(token)
-            if child is None:  # pruned meanwhile
-                child = node.children.setdefault(token, _Node(node, token))
-            node = child
-        if node.slot is not None:  # a twin request filed it first
-            self._release(slot)
-            if logprobs is not None and node.logprobs is None:
-                node.logprobs = array("f", logprobs)
-            return
-        node.slot = slot
-        node.logprobs = None if logprobs is None else array("f", logprobs)
-        self._lru[node] = None
+    def commit(
+        self, ids: list[int], slots: list[tuple[int, int]], logprobs: list[float] | None
+    ) -> None:
+        """Each ``(p, slot)`` now holds the state after ``ids[:p]`` (``logprobs``: of each
+        of ``ids``, when known)."""
+        nodes = self._walk(ids, [p for p, _ in slots], create=True)
+        for p, slot in slots:
+            node = nodes[p]
+            assert node is not None
+            known = None if logprobs is None else array("f", logprobs[:p])
+            if node.slot is not None:  # a twin request filed it first
+                self._release(slot)
+                node.logprobs = node.logprobs if node.logprobs is not None else known
+                continue
+            node.slot, node.logprobs = slot, known
+            self._lru[node] = None
         while len(self._lru) > self.max_entries:
             self._evict()
         self._update_bytes()
 
-    def abandon(self, ids: list[int], slot: int) -> None:
-        self._release(slot)
-        node = self._root
-        for token in ids:
+    def abandon(self, ids: list[int], slots: list[tuple[int, int]]) -> None:
+        nodes = self._walk(ids, [p for p, _ in slots], create=False)
+        for p, slot in reversed(slots):
+            self._release(slot)
+            node = nodes[p]
+            if node is not None:
+                self._prune(node)
+
+    def _walk(
+        self, ids: list[int], positions: list[int] | int, create: bool
+    ) -> dict[int, _Node | None]:
+        """The nodes of ``ids[:p]`` for each position (created if ``create``; else None
+        where the path ends), in one walk."""
+        wanted = [positions] if isinstance(positions, int) else positions
+        found: dict[int, _Node | None] = dict.fromkeys(wanted)
+        node: _Node | None = self._root
+        for length, token in enumerate(ids[: max(wanted, default=0)], 1):
+            assert node is not None
             child = node.children.get(token)
             if child is None:
-                return
+                if not create:
+                    break
+                child = node.children.setdefault(token, _Node(node, token))
             node = child
-        self._prune(node)
+            if length in found:
+                found[length] = node
+        if 0 in found:
+            found[0] = self._root
+        return found
 
     def _evict(self) -> None:
         node, _ = self._lru.popitem(last=False)
@@ -169,7 +191,10 @@ class PrefixCache:
     def _prune(self, node: _Node) -> None:
         """Drop nodes that hold no state and lead to none."""
         while node.parent is not None and node.slot is None and not node.children:
-            del node.parent.children[node.token]
+            siblings = node.parent.children
+            if siblings.get(node.token) is not node:
+                break  # pruned already (by an earlier position of the same path)
+            del siblings[node.token]
             node = node.parent
 
     def _update_bytes(self) -> None:
@@ -186,26 +211,24 @@ def cached_item(
     release_slot: bool = True,
 ) -> WorkItem:
     """A predict item for ``slot`` that copies the longest cached prefix's state (if any)
-    and files its own final state into the cache; it frees ``slot`` when done unless
+    and files its own states into the cache; it frees ``slot`` when done unless
     ``release_slot`` is False (a generation goes on from it)."""
-    length, cached, save, within = 0, None, None, []
+    length, cached, saves = 0, None, []
     if cache is not None and cache.enabled:
         length, cached = cache.lookup(ids)
-        save = cache.reserve(ids) if length < len(ids) else None
-        within = _interior(cache, ids, length)
+        saves = cache.reserve(ids, _positions(length, len(ids)))
     item = submitter.item(WorkKind.PREDICT, slot, ids[length:], reset=cached is None, top_k=top_k)
-    if cached is None and save is None and not within:
+    if cached is None and not saves:
         if release_slot:
             item.on_finish = lambda _: pool.release(slot)
         return item
-    item.copies = None if cached is None else [(cached, slot)]
-    item.save_after, item.save_within = save, within or None
+    _plan_saves(item, cached, slot, length, len(ids), saves)
 
     def finish(outcome: Any) -> None:
         if release_slot:
             pool.release(slot)
         if cache is not None:
-            _file(cache, ids, length, save, within, outcome, None)
+            _file(cache, ids, saves, outcome, None)
 
     item.on_finish = finish
     return item
@@ -215,59 +238,70 @@ def cached_score_item(
     submitter: Submitter, pool: StatePool, cache: PrefixCache | None, slot: int, ids: list[int]
 ) -> tuple[WorkItem, list[float]]:
     """A score item for ``slot`` that starts from the longest cached prefix whose words'
-    log-probs are known, and the log-probs of that prefix; it files its own state and
+    log-probs are known, and the log-probs of that prefix; it files its own states and
     log-probs into the cache and frees ``slot`` when done."""
-    length, cached, save, known, within = 0, None, None, [], []
+    length, cached, saves, known = 0, None, [], []
     if cache is not None and cache.enabled:
         length, cached = cache.lookup(ids, scored=True)
         known = cache.logprobs_of(ids[:length]) if cached is not None else []
-        save = cache.reserve(ids) if length < len(ids) else None
-        within = _interior(cache, ids, length)
+        saves = cache.reserve(ids, _positions(length, len(ids)))
     rest = ids[length:]
     item = submitter.item(WorkKind.SCORE, slot, rest, reset=cached is None, token_logprobs=True)
-    item.copies = None if cached is None else [(cached, slot)]
-    item.save_after, item.save_within = save, within or None
+    _plan_saves(item, cached, slot, length, len(ids), saves)
 
     def finish(outcome: Any) -> None:
         pool.release(slot)
         if cache is not None and cache.enabled:
-            _file(cache, ids, length, save, within, outcome, known)
+            _file(cache, ids, saves, outcome, known)
 
     item.on_finish = finish
     return item, known
 
 
-def _interior(cache: PrefixCache, ids: list[int], length: int) -> list[tuple[int, int]]:
-    """Slots for the states every ``INTERVAL`` words inside ``ids`` past the cached
-    ``length``: (offset into the words the step runs, slot)."""
-    start = (length // INTERVAL + 1) * INTERVAL
-    within = []
-    for position in range(start, len(ids), INTERVAL):
-        slot = cache.reserve(ids[:position])
-        if slot is not None:
-            within.append((position - length, slot))
-    return within
+def _positions(length: int, total: int) -> list[int]:
+    """Where to file states for a prompt of ``total`` words run from ``length``: every
+    ``INTERVAL`` words (a power-of-two multiple of it in very long prompts, so that at most
+    ``MAX_WITHIN`` are inside) and at its end, within the first ``MAX_CACHED_WORDS``."""
+    limit = min(total, MAX_CACHED_WORDS)
+    if length >= limit:
+        return []
+    step = INTERVAL
+    while limit // step > MAX_WITHIN:
+        step *= 2  # multiples of a longer step are multiples of the shorter ones too
+    inside = range((length // step + 1) * step, limit, step)
+    return [*inside, *([total] if total <= MAX_CACHED_WORDS else [])]
+
+
+def _plan_saves(
+    item: StateItem,
+    cached: int | None,
+    slot: int,
+    length: int,
+    total: int,
+    saves: list[tuple[int, int]],
+) -> None:
+    """Copy the cached prefix into ``slot``; save the step's state at each reserved
+    position (inside the prompt: ``save_within``; at its end: ``save_after``)."""
+    item.copies = None if cached is None else [(cached, slot)]
+    item.save_within = [(p - length, s) for p, s in saves if p < total] or None
+    item.save_after = next((s for p, s in saves if p == total), None)
 
 
 def _file(
     cache: PrefixCache,
     ids: list[int],
-    length: int,
-    save: int | None,
-    within: list[tuple[int, int]],
+    saves: list[tuple[int, int]],
     outcome: Any,
     known: list[float] | None,
 ) -> None:
     """After the step: file the reserved states (with log-probs, for a score whose
     ``known`` prefix log-probs came from the cache), or give the slots back."""
-    done = isinstance(outcome, RowResult)
-    logprobs = known + outcome.token_logprobs if done and known is not None else None
-    for offset, slot in [*within, *([(len(ids) - length, save)] if save is not None else [])]:
-        prefix = ids[: length + offset]
-        if not done:
-            cache.abandon(prefix, slot)
-        else:
-            cache.commit(prefix, slot, None if logprobs is None else logprobs[: len(prefix)])
-    if done and logprobs is not None:  # states a predict filed get this score's log-probs
-        for position in [*range(INTERVAL, len(ids), INTERVAL), len(ids)]:
-            cache.annotate(ids[:position], logprobs[:position])
+    if not isinstance(outcome, RowResult):
+        if saves:
+            cache.abandon(ids, saves)
+        return
+    logprobs = None if known is None else known + outcome.token_logprobs
+    if saves:
+        cache.commit(ids, saves, logprobs)
+    if logprobs is not None:  # states a predict filed get this score's log-probs
+        cache.annotate(ids, logprobs, _positions(0, len(ids)))
