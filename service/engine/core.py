@@ -22,7 +22,8 @@ from service.engine.errors import NotReady, Overloaded, ServeError
 from service.engine.generation import GenerationStream
 from service.engine.metrics import EngineMetrics
 from service.engine.model_card import model_card, text_rules
-from service.engine.prefix_cache import PrefixCache, cached_item, cached_score_item
+from service.engine.prefix_cache import PrefixCache
+from service.engine.prefix_items import cached_item, cached_score_item
 from service.engine.runner import ModelRunner
 from service.engine.session_cache import CachePool, pool_for_card
 from service.engine.session_ops import SessionOps

@@ -59,6 +59,13 @@ class HistoryCapture:
     slot: int
     tokens: list[int]
 
+    def hold(self, item: StateItem, share: Callable[[list[int]], None]) -> None:
+        """Have ``item``'s step read the state, holding its slot until then (one more
+        holder: the caller's ``finish`` releases it)."""
+        if self.slot != START:
+            share([self.slot])
+            item.capture_extra = self.slot
+
     def stored(self, state: tuple[bytes, bytes] | None) -> StoredHistory:
         h, c = state if state is not None else (b"", b"")
         return StoredHistory(self.base, self.tokens, h, c)
@@ -177,9 +184,3 @@ class StateItem(WorkItem):
         row.capture_extra, row.writes = self.capture_extra, self.writes
         row.save_within = self.save_within
         return row
-
-
-def state_item(base: WorkItem, **extra: Any) -> StateItem:
-    """``base`` (from ``Submitter.item``) as a ``StateItem`` with ``extra`` fields."""
-    fields = {name: getattr(base, name) for name in base.__dataclass_fields__}
-    return StateItem(**fields, **extra)

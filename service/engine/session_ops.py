@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from service.engine.core import EngineConfig
 
 log = logging.getLogger(__name__)
+Capture = HistoryCapture | None  # what of a rewind history a save stores
 RELOAD_TRIES = 3  # feeds of a session that moved meanwhile
 
 
@@ -239,14 +240,10 @@ class SessionOps:
             return HistoryCapture(0, START, list(ids))
         return self.hold_history(item, session.history.capture(ids, session.position, save_to))
 
-    def hold_history(
-        self, item: StateItem, capture: HistoryCapture | None
-    ) -> HistoryCapture | None:
-        """Have ``item``'s step read the captured state; hold its slot until then (the
-        caller's ``finish`` releases it)."""
-        if self.durable.persistent and capture is not None and capture.slot != START:
-            self.pool.share([capture.slot])
-            item.capture_extra = capture.slot
+    def hold_history(self, item: StateItem, capture: Capture) -> Capture:
+        """``capture``, read by ``item``'s step when there is a session store."""
+        if self.durable.persistent and capture is not None:
+            capture.hold(item, self.pool.share)
         return capture
 
     async def state_item(
