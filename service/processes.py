@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from service import logs
-from service.cpu_sharing import set_gil_switch_interval
+from service.cpu_sharing import set_gil_switch_interval, tune_garbage_collector
 from service.settings import Settings
 
 log = logging.getLogger("lstm_serve")
@@ -62,6 +62,7 @@ async def _serve_engine(settings: Settings, address: str, ready: Connection) -> 
     await engine.start()
     server = EngineServer(engine, address)
     server.start()
+    tune_garbage_collector()
     ready.send(("ready", None))
     await stop.wait()
     log.info("engine stopping: storing sessions")
@@ -85,6 +86,7 @@ def run_api(settings_fields: dict[str, Any], address: str, listener: socket.sock
     settings = Settings(**settings_fields)
     _become_child(settings, f"api-{os.getpid()}")
     app = create_app(settings, address)
+    tune_garbage_collector()
     config = uvicorn.Config(
         app,
         workers=1,

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from models.checkpoint import load
+from service.cpu_sharing import tune_garbage_collector
 from service.engine.core import Engine, EngineConfig
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -97,6 +98,7 @@ def main() -> None:
     parser.add_argument("--switch-interval-ms", type=float, default=0.1)
     args = parser.parse_args()
     sys.setswitchinterval(args.switch_interval_ms / 1000)
+    tune_garbage_collector()  # as the engine process does
     words = sentences(args.text, args.sentences + args.clients)
     vocabulary = load(args.model, "cpu").vocabulary
     trace = [vocabulary.encode(w) for w in words]

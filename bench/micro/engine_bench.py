@@ -30,6 +30,7 @@ import torch
 from bench.http.padded import padded_top_k
 from bench.micro.workload import VIAS, Workload, closed_loop, engine_client, local_engine, workload
 from models.checkpoint import Checkpoint, load
+from service.cpu_sharing import tune_garbage_collector
 from service.engine.core import EngineConfig, GenerationRequest
 from service.engine.generation import GenerationStream
 from service.engine.runner import Row
@@ -274,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)  # the bare model runs in this thread too
+    tune_garbage_collector()  # as the engine process does, so the comparison is fair
     result = asyncio.run(main_async(args))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -181,7 +181,7 @@ class StreamConnection:
             self.position = info.position
             await self._send_ready(message.id)
         elif isinstance(message, WsFork):
-            fork = await self.engine.fork_session(self.session_id, 1, self.owner)
+            fork = await self.engine.fork_session(self.session_id, 0, self.owner)  # no model step
             answer = {"type": "forked", "session_id": fork.session_id, "position": fork.position}
             await self._send(answer, message.id)
         elif isinstance(message, WsRewind):

@@ -82,7 +82,7 @@ class Engine:
         self.sessions = SessionRegistry(
             pool, self.config.max_sessions, self.config.session_ttl_s, self.runner.caches
         )
-        self.submitter.worker = InferenceWorker(
+        self.submitter.worker = worker = InferenceWorker(
             self.runner,
             asyncio.get_running_loop(),
             self.metrics,
@@ -90,7 +90,9 @@ class Engine:
             self.config.max_batch_tokens,
             self.config.max_queue,
         )
-        self.submitter.worker.start()
+        pool.submitted = lambda: worker.submitted
+        pool.settled_below = worker.settled_below
+        worker.start()
         await self._start_sessions()
         self.submitter.accepting = True
         self._publish_model_metrics()

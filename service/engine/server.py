@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ import zmq.asyncio
 
 from service.engine import wire
 from service.engine.core import Engine
+from service.engine.deadlines import Deadlines
 from service.engine.errors import ServeError
 from service.engine.generation import GenerationStream
 from service.engine.params import GenerationRequest, SamplingParams
@@ -47,6 +49,7 @@ class EngineServer:
         self._flush_scheduled = False
         self._running: dict[Key, asyncio.Task[None]] = {}
         self._expired: set[Key] = set()
+        self._deadlines = Deadlines()  # the backstop of every call but a generation
         self._handler_table: dict[type, Callable[[bytes, Any], Awaitable[Any]]] = {}
         self._streams: dict[Key, GenerationStream] = {}
         self._receiver: asyncio.Task[None] | None = None
@@ -64,6 +67,7 @@ class EngineServer:
                 await self._receiver
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=5)
+        self._deadlines.close()
         self._flush()
         self._socket.close()
         self._context.term()
@@ -91,10 +95,10 @@ class EngineServer:
             return
         task = asyncio.create_task(self._run(identity, request, handler))
         self._running[key] = task
-        timer = None
         if not isinstance(request, wire.Generate):  # a stream: its items have deadlines
-            timer = asyncio.get_running_loop().call_later(self.deadline_s, self._expire, key)
-        task.add_done_callback(lambda _: self._finished(key, timer))
+            deadline = time.monotonic() + self.deadline_s
+            self._deadlines.watch(deadline, task, lambda: self._expire(key))
+        task.add_done_callback(lambda _: self._finished(key))
 
     def _expire(self, key: Key) -> None:
         """The backstop deadline of a call (a plain timer: no extra task per request)."""
@@ -103,11 +107,9 @@ class EngineServer:
             self._expired.add(key)
             task.cancel()
 
-    def _finished(self, key: Key, timer: asyncio.TimerHandle | None) -> None:
+    def _finished(self, key: Key) -> None:
         self._running.pop(key, None)
         self._expired.discard(key)
-        if timer is not None:
-            timer.cancel()
 
     def _cancel(self, key: Key) -> None:
         stream = self._streams.get(key)

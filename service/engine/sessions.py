@@ -77,14 +77,16 @@ class SessionRegistry:
     def __iter__(self) -> Iterator[Session]:
         return iter(list(self._sessions.values()))
 
-    def create(self, owner: str | None, cached: bool = False) -> Session:
-        """A new session with a fresh slot (its state is written by its first work item)
-        and, if ``cached``, a continuous cache (``Overloaded`` past either budget)."""
+    def create(self, owner: str | None, cached: bool = False, slot: int | None = None) -> Session:
+        """A new session with a fresh slot (its state is written by its first work item;
+        ``slot``: one the caller allocated) and, if ``cached``, a continuous cache
+        (``Overloaded`` past either budget)."""
         if len(self._sessions) >= self.max_sessions:
             raise Overloaded(f"session capacity full ({self.max_sessions} live)")
         cache_slot = self._cache_slot(cached)
         now = time.time()
-        session = Session(self._new_id(), self.pool.allocate(), owner, now, now)
+        slot = self.pool.allocate() if slot is None else slot
+        session = Session(self._new_id(), slot, owner, now, now)
         session.cache_slot = cache_slot
         self._sessions[session.id] = session
         return session

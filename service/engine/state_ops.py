@@ -7,7 +7,9 @@ state back (``service.engine.history``), export reads the slot into a signed tok
 runs as one work item on the inference thread, which owns the pool's tensors; with a
 persistent session store the result is stored before it is answered (acked = stored),
 like a feed. Fork and rewind want the session idle (no feed or rewind queued), so that the
-state and history they read are the ones the worker will see.
+state and history they read are the ones the worker will see. A fork that needs nothing
+but the copy (no predictions, no continuous cache, no store) skips the work item: the
+event loop copies the slot into a settled one (``StatePool.copy_now``).
 """
 
 from __future__ import annotations
@@ -50,10 +52,20 @@ class StateOps:
         ops = self.ops
         source = await ops.open(session_id, owner, verify=True)
         _require_idle(source)
-        child = ops.registry.create(source.owner, cached=source.cache_slot is not None)
+        slot = self._settled_slot(source, top_k)
+        try:
+            child = ops.registry.create(source.owner, source.cache_slot is not None, slot)
+        except BaseException:
+            if slot is not None:
+                ops.pool.release(slot)
+            raise
         ops.metrics.sessions_created.inc()
         child.history = source.history.share(ops.pool.share)
         child.position = source.position
+        if slot is not None:  # the copy, here and now: no work item, no step
+            ops.pool.copy_now(source.slot, slot)
+            ops.durable.changed(child)
+            return await self._forked(child, [])
         # Unkeyed: forks of one source share a step. Nothing that changes the source can run
         # before it (the source is idle, later items queue behind it, and a step does its
         # copies before anything else), so it copies the state it was asked for.
@@ -63,13 +75,26 @@ class StateOps:
         if child.cache_slot is not None:
             item.cache = CacheRow(child.cache_slot, copy_from=source.cache_slot)
         try:
-            result, change = await self._run(item, child, lambda: None, None, capture)
+            result, _ = await self._run(item, child, lambda: None, None, capture)
         except BaseException:
             ops.registry.delete(child)
             raise
+        return await self._forked(child, result.top)
+
+    def _settled_slot(self, source: Session, top_k: int) -> int | None:
+        """A slot to fork ``source`` into on the event loop, when the fork needs nothing
+        but the copy: no predictions, no continuous cache, no store to write first."""
+        pool = self.ops.pool
+        if top_k or source.cache_slot is not None or self.ops.durable.persistent:
+            return None
+        return pool.allocate_settled() if pool.copies_now else None
+
+    async def _forked(self, child: Session, top: list[tuple[int, float]]) -> Step:
+        ops = self.ops
         ops.metrics.session_state_ops.labels("fork").inc()
+        ops._update_gauge()
         await ops.durable.evict_idle()
-        return Step(child.id, change.position, 0.0, result.top)
+        return Step(child.id, child.position, 0.0, top)
 
     async def rewind(self, session_id: str, owner: str | None, tokens: int, top_k: int) -> Step:
         """Undo the last ``tokens`` words: the state kept from before them, copied back

@@ -2,14 +2,27 @@
 
 A session owns one slot (a column index); batches gather and scatter by slot index, so
 there are no per-session tensors. Slot bookkeeping (``allocate``/``release``) runs on
-the event loop; the tensors themselves are touched only by the inference thread, which
-grows them (``ensure_capacity``) before using a new slot.
+the event loop; the tensors are touched by the inference thread, which grows them
+(``ensure_capacity``) before using a new slot, and by one event-loop shortcut: a fork of
+an idle session copies its state at once (``copy_now``, CPU pools only) instead of
+waiting for a step.
+
+That shortcut writes outside the worker's queue order, so it may only write a slot that
+no queued or running work item still names. A released slot therefore waits in
+quarantine, tagged with the number of items submitted so far, until every one of them
+has had its first step (``settled_below``); plain ``allocate`` (whose writes do go
+through the queue) takes quarantined slots first, and ``allocate_settled`` only
+settled ones.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from array import array
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -41,8 +54,15 @@ class StatePool:
         self.log_norm = array("d", [math.nan]) * capacity
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._reserved = capacity  # slots handed out or free; tensors may lag behind
-        self._shares: dict[int, int] = {}  # slot -> extra holders (shared history states)
+        self._shares: Counter[int] = Counter()  # slot -> extra holders (shared history states)
+        self._quarantine: deque[tuple[int, int]] = deque()  # (items submitted, slot)
         self.in_use = 0
+        # Set by the engine from its worker: items submitted so far, and the lowest
+        # sequence number of an item that has not had its first step (see the module).
+        self.submitted: Callable[[], int] = lambda: 0
+        self.settled_below: Callable[[], int] = lambda: 1
+        self._grow_lock = threading.Lock()  # ensure_capacity vs copy_now
+        self._host_views: tuple[Any, Any] | None = None  # numpy views of h, c (copy_now)
 
     @property
     def capacity(self) -> int:
@@ -53,7 +73,11 @@ class StatePool:
         return self.layers * (self.hidden + self.cell_size) * self.h.element_size()
 
     def allocate(self) -> int:
-        """A free slot index; reserves more slots when none is free (event loop side)."""
+        """A free slot index; reserves more slots when none is free (event loop side).
+        A slot still in quarantine is fine here: its first write is queued work."""
+        if self._quarantine:
+            self.in_use += 1
+            return self._quarantine.pop()[1]
         if not self._free:
             new_total = max(self._reserved + 1, int(self._reserved * self.growth))
             self._free = list(range(new_total - 1, self._reserved - 1, -1))
@@ -71,23 +95,34 @@ class StatePool:
                 self._shares[slot] = shares - 1
             return
         self.in_use -= 1
-        self._free.append(slot)
+        self._quarantine.append((self.submitted(), slot))
+
+    def allocate_settled(self) -> int | None:
+        """A free slot that no queued or running item names and that the tensors already
+        hold (``copy_now`` may write it), or None."""
+        settled, quarantine, free = self.settled_below(), self._quarantine, self._free
+        while quarantine and quarantine[0][0] < settled:
+            free.append(quarantine.popleft()[1])
+        if not free or free[-1] >= self.capacity:
+            return None
+        self.in_use += 1
+        return free.pop()
 
     def share(self, slots: list[int]) -> None:
         """One more holder of each of ``slots`` (states nobody writes again: rewind history
         entries that a fork shares with its source)."""
-        shares = self._shares
-        for slot in slots:
-            shares[slot] = shares.get(slot, 0) + 1
+        self._shares.update(slots)  # Counter.update counts in C: a fork shares ~33 slots
 
     def ensure_capacity(self) -> None:
         """Grow the tensors to cover every reserved slot (inference thread only)."""
         if self._reserved <= self.capacity:
             return
-        extra = self._reserved - self.capacity
-        self.h = torch.cat([self.h, self.h.new_zeros(self.layers, extra, self.hidden)], dim=1)
-        self.c = torch.cat([self.c, self.c.new_zeros(self.layers, extra, self.cell_size)], dim=1)
-        self.log_norm.extend(array("d", [math.nan]) * extra)
+        with self._grow_lock:
+            extra = self._reserved - self.capacity
+            h = torch.cat([self.h, self.h.new_zeros(self.layers, extra, self.hidden)], dim=1)
+            c = torch.cat([self.c, self.c.new_zeros(self.layers, extra, self.cell_size)], dim=1)
+            self.h, self.c = h, c
+            self.log_norm.extend(array("d", [math.nan]) * extra)
 
     def gather(self, slots: Tensor) -> tuple[Tensor, Tensor]:
         """States of ``slots`` ``[B]`` (int64, on device) as ``[layers, B, hidden]`` copies."""
@@ -118,3 +153,21 @@ class StatePool:
         norms = [self.log_norm[s] for s in sources]
         for t, norm in zip(targets, norms, strict=True):
             self.log_norm[t] = norm
+
+    @property
+    def copies_now(self) -> bool:
+        """Whether ``copy_now`` may be used: on a CPU pool, where there is no stream
+        order to keep with the inference thread."""
+        return self.device.type == "cpu"
+
+    def copy_now(self, source: int, target: int) -> None:
+        """Copy one slot on the calling thread (the event loop): ``source`` must be a state
+        no queued item writes (an idle session's) and ``target`` a slot from
+        ``allocate_settled``, so no step reads or writes either meanwhile."""
+        with self._grow_lock:
+            if self._host_views is None or self._host_views[0].shape != self.h.shape:
+                self._host_views = (self.h.numpy(), self.c.numpy())  # views: ~2 us a copy
+            h, c = self._host_views
+            h[:, target] = h[:, source]
+            c[:, target] = c[:, source]
+        self.log_norm[target] = self.log_norm[source]

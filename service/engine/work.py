@@ -86,6 +86,7 @@ class WorkItem:
     started: bool = False
     prompt_top_k: int = 0  # the top k at every consumed position (OpenAI's echo)
     cache: CacheRow | None = None  # a cached session's ring (``session_cache``)
+    seq: int = 0  # its place in submission order (``InferenceWorker.settled_below``)
 
     def complete(self, outcome: Any) -> None:
         """Deliver a ``RowResult`` or an exception (on the event loop)."""

@@ -54,6 +54,8 @@ class InferenceWorker:
         self.failure: BaseException | None = None
         self._exited = False  # the thread left its loop (cheaper to ask than is_alive())
         self.steps = 0
+        self.submitted = 0  # items ever queued; each gets the next number as its ``seq``
+        self._stepping_from: int | None = None  # lowest seq of the step running, if any
         self._banned = runner.vocabulary.unk_id
 
     # ---- event-loop side -------------------------------------------------------------
@@ -64,8 +66,21 @@ class InferenceWorker:
                 raise Overloaded(f"queue full ({self.max_queue} waiting)")
             if item.generation is not None and len(self._active) >= self.max_queue:
                 raise Overloaded(f"too many running generations ({len(self._active)})")
+            self.submitted += 1
+            item.seq = self.submitted
             self._queue.append(item)
             self._cond.notify()
+
+    def settled_below(self) -> int:
+        """Every item with a lower ``seq`` has had its first step (or never will): it
+        no longer reads or writes any slot but its own. The queue stays in ``seq``
+        order, so its head and the running step bound it."""
+        with self._cond:
+            low = self.submitted + 1
+            if self._queue:
+                low = self._queue[0].seq
+            stepping = self._stepping_from
+            return low if stepping is None else min(low, stepping)
 
     def cancel(self, item: WorkItem) -> None:
         item.cancelled = True
@@ -101,8 +116,11 @@ class InferenceWorker:
                     if not self._running:
                         break
                     batch, callbacks = self._form_batch()
+                    fresh = [item.seq for item in batch if not item.started]
+                    self._stepping_from = min(fresh) if fresh else None
                 if batch:
                     callbacks.extend(self._execute(batch))
+                self._stepping_from = None
                 if callbacks:
                     self.loop.call_soon_threadsafe(_run_callbacks, callbacks)
         except BaseException as error:  # the loop must report its death, not hide it
