@@ -108,7 +108,7 @@ async def op_ws(ctx: Context, slot: int, scheduled: float) -> None:
         return
     message = {"type": "feed", "text": ctx.texts.next_word(), "k": ctx.config.k}
     try:
-        await asyncio.wait_for(stream.request(message), ctx.config.timeout_s)
+        await stream.request(message, ctx.config.timeout_s)
     except asyncio.CancelledError:
         ctx.recorder.error("ws_feed", started, "client:unfinished")
         raise
