@@ -38,6 +38,7 @@ class StateOps:
     def __init__(self, ops: SessionOps, shape: ModelShape, key: str) -> None:
         self.ops = ops
         self.shape = shape
+        self._forks = ops.metrics.session_state_ops.labels("fork")  # looked up once
         if key:
             self.key = key.encode()
         else:
@@ -91,7 +92,7 @@ class StateOps:
 
     async def _forked(self, child: Session, top: list[tuple[int, float]]) -> Step:
         ops = self.ops
-        ops.metrics.session_state_ops.labels("fork").inc()
+        self._forks.inc()
         ops._update_gauge()
         await ops.durable.evict_idle()
         return Step(child.id, child.position, 0.0, top)
