@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from models import lstm_step
 from models.cells import make_layer
 from models.config import ModelConfig
 
@@ -104,6 +105,9 @@ class LanguageModel(nn.Module):
         """
         x = self.embedding(tokens)
         packed = max(lengths) > 1
+        if not packed and lstm_step.applies(self.layers, x[:, 0]):
+            top, h, c = lstm_step.lstm_step(self.layers, x[:, 0], *state)
+            return top.unsqueeze(1), (h, c)
         sequence: Tensor | PackedSequence = (
             pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             if packed
