@@ -20,7 +20,10 @@ from tests.conftest import make_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-TOLERANCE = 1e-6
+# A padded bucket and the plain step multiply matrices of different row counts, which
+# sum in different orders: ~2e-6 apart in float32 (models/lstm_step). Answers are held
+# to 1e-5 everywhere else too.
+TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +165,10 @@ def test_engine_with_the_setting_answers_the_same(tiny_checkpoint: Path) -> None
                 for s, word in zip(sessions, "a b c".split(), strict=True)
             )
         )
-        return [[(p.word, round(p.logprob, 5)) for p in s.predictions] for s in steps]
+        return [[(p.word, p.logprob) for p in s.predictions] for s in steps]
 
     graphs_on = run_engine(tiny_checkpoint, answers, cuda_graphs=True)
-    assert graphs_on == run_engine(tiny_checkpoint, answers)
+    plain = run_engine(tiny_checkpoint, answers)
+    for got, expected in zip(graphs_on, plain, strict=True):
+        assert [w for w, _ in got] == [w for w, _ in expected]
+        assert all(abs(a - b) <= TOLERANCE for (_, a), (_, b) in zip(got, expected, strict=True))

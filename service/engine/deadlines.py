@@ -5,6 +5,8 @@ tens of thousands of requests per second that was a tenth of the engine's event-
 (py-spy of ``bench.micro.fork_bench``). Every request of one kind gets the same timeout, so
 deadlines arrive in order; a FIFO queue whose head is checked every ``period_s`` expires
 each one at most ``period_s`` late, and a finished request costs nothing but its entry.
+Entries of finished requests queued behind one slow request (a frozen session store)
+are dropped once there are many, so the queue holds about what is really pending.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 PERIOD_S = 0.05
+COMPACT_AT = 4096  # entries; past it a sweep also drops finished ones from the middle
 
 
 class Deadlines:
@@ -25,6 +28,7 @@ class Deadlines:
         self.period_s = period_s
         self._due: deque[tuple[float, asyncio.Future[Any], Callable[[], None]]] = deque()
         self._sweep_handle: asyncio.TimerHandle | None = None
+        self._compact_at = COMPACT_AT
 
     def watch(
         self, deadline: float, future: asyncio.Future[Any], expire: Callable[[], None]
@@ -50,6 +54,9 @@ class Deadlines:
                     break
                 expire()
             due.popleft()
+        if len(due) > self._compact_at:  # finished entries stuck behind a slow head
+            self._due = due = deque(entry for entry in due if not entry[1].done())
+            self._compact_at = max(COMPACT_AT, 2 * len(due))
         self._sweep_handle = None
         if due:
             loop = asyncio.get_running_loop()
