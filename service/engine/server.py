@@ -101,7 +101,7 @@ class EngineServer:
         task.add_done_callback(lambda _: self._finished(key))
 
     def _expire(self, key: Key) -> None:
-        """The backstop deadline of a call (a plain timer: no extra task per request)."""
+        """The backstop deadline of a call (from the shared ``Deadlines`` sweep)."""
         task = self._running.get(key)
         if task is not None:
             self._expired.add(key)
