@@ -14,6 +14,8 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -24,6 +26,31 @@ from service.settings import Settings
 log = logging.getLogger("lstm_serve")
 PR_SET_PDEATHSIG = 1
 WS_MAX_LINE_BYTES = 65536
+
+
+@contextlib.contextmanager
+def sigterm_blocked() -> Iterator[None]:
+    """Block SIGTERM while a child is spawned: the child inherits the mask, so a SIGTERM
+    sent while it is still starting stays pending until ``_stop_cleanly_until_serving``.
+    The spawn start method starts its resource tracker on first use and unblocks SIGTERM
+    after doing so, so the tracker is started before the mask is set."""
+    resource_tracker.ensure_running()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+def _exit_cleanly(sig: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _stop_cleanly_until_serving() -> None:
+    """Until the child's own handler takes over (uvicorn's, the engine loop's), a SIGTERM
+    stops it with status 0: it has taken no work yet, so there is nothing to drain."""
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _become_child(settings: Settings, name: str) -> None:
@@ -38,6 +65,7 @@ def _become_child(settings: Settings, name: str) -> None:
 def run_engine(settings_fields: dict[str, Any], address: str, ready: Connection) -> None:
     """Load the model, serve the channel, tell the supervisor; SIGTERM stops it cleanly
     (sessions stored first). Exit status 0 after a clean stop, 1 if it could not start."""
+    _stop_cleanly_until_serving()
     settings = Settings(**settings_fields)
     _become_child(settings, "engine")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -77,6 +105,7 @@ def run_api(settings_fields: dict[str, Any], address: str, listener: socket.sock
     # The websockets library stops reading an upgrade request at a line of 8 KiB and then
     # never answers (seen with uvicorn 0.54); reading longer lines lets the stream
     # endpoint refuse an over-long session_id with the contract's error instead.
+    _stop_cleanly_until_serving()
     os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", str(WS_MAX_LINE_BYTES))
     import uvicorn
 

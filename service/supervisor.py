@@ -10,7 +10,10 @@ processes; watch them all; shut them down in order.
   left and stops; exit 0. A second signal makes the API processes stop at once.
 
 Children are started with ``multiprocessing``'s spawn (CUDA needs it); the listening
-socket is bound here and shared, so every API process accepts on the same port.
+socket is bound here and shared, so every API process accepts on the same port. They are
+started with SIGTERM blocked (``service.processes.sigterm_blocked``): a SIGTERM that comes
+while a child is still importing waits until it can stop cleanly, instead of killing it
+(exit status -15, which made a stop right after readiness exit 1).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from service.metrics_setup import MULTIPROC_ENV
-from service.processes import run_api, run_engine
+from service.processes import run_api, run_engine, sigterm_blocked
 from service.settings import Settings
 
 log = logging.getLogger("lstm_serve")
@@ -77,7 +80,8 @@ class Supervisor:
             api = self.context.Process(
                 target=run_api, args=(fields, self.address, listener), name="lstm-serve-api"
             )
-            api.start()
+            with sigterm_blocked():
+                api.start()
             self.apis.append(api)
         listener.close()  # the children hold it now
         log.info(
@@ -96,10 +100,14 @@ class Supervisor:
             args=(self.settings.model_dump(), self.address, send),
             name="lstm-serve-engine",
         )
-        self.engine.start()
+        with sigterm_blocked():
+            self.engine.start()
         send.close()
         while True:
             ready = wait([receive, self.engine.sentinel, self._wake_r])
+            if self._wake_r in ready:
+                os.read(self._wake_r, 64)
+                return True  # a signal: shut down in order from here
             if receive in ready:
                 try:
                     status, detail = receive.recv()
@@ -113,9 +121,6 @@ class Supervisor:
             if self.engine.sentinel in ready:
                 log.error("engine process exited (status %s) before ready", self.engine.exitcode)
                 return False
-            if self._wake_r in ready:
-                os.read(self._wake_r, 64)
-                return True  # a signal: shut down in order from here
 
     def _listen(self) -> socket.socket:
         host, port = self.settings.host, self.settings.port

@@ -109,6 +109,52 @@ def test_two_api_processes_serve_one_session_like_one_process(
     assert len(served_by) == 2, served_by  # both processes answered feeds of the session
 
 
+def _wait_for_line(server_log: Path, text: str, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in server_log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"no {text!r} in the log"
+        time.sleep(0.005)
+
+
+def test_a_stop_while_api_processes_are_still_starting_exits_0(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """SIGTERM right after the supervisor spawned its API processes (they take seconds to
+    import): each must stop with status 0, so the server exits 0. Before the fix the
+    signal killed a still-importing API process (status -15) and the server exited 1;
+    the CI's docker smoke test hit that when its stop came before the second process was
+    up."""
+    env = {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint), "LSTM_SERVE_API_WORKERS": "2"}
+    log_path = tmp_path / "early.log"
+    server = start_server(env, log_path, wait_ready=False)
+    try:
+        _wait_for_line(log_path, "serving on")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0, server.log()
+        assert "died" not in server.log()
+    finally:
+        server.stop(signal.SIGKILL)
+
+
+def test_a_stop_while_the_engine_is_loading_exits_0(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """SIGTERM while the engine process is still starting (importing torch, loading the
+    model): a stop, not a failed start, so the server exits 0 and starts no API process."""
+    log_path = tmp_path / "loading.log"
+    server = start_server(
+        {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint)}, log_path, wait_ready=False
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(_children(server.process.pid)) < 2:  # the resource tracker and the engine
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.005)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) == 0, server.log()
+        assert "serving on" not in server.log()
+    finally:
+        server.stop(signal.SIGKILL)
+
+
 def test_every_typed_error_maps_to_a_status_and_a_stream_error() -> None:
     class Narrower(errors.SessionNotFound):
         """A subclass maps like its base."""
