@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.proc_cpu import cpu_delta, tree_cpu
 from bench.serverproc import ROOT, running_server
@@ -61,6 +62,7 @@ class RunResult:
     client_cpu: float = 0.0  # share of one CPU the client used
     cache_metrics: list[str] = field(default_factory=list)
     server_cpu: dict[str, float] = field(default_factory=dict)
+    rows_per_step: float = 0.0  # mean rows of the engine's model steps during the run
 
     @property
     def rps(self) -> float:
@@ -80,6 +82,7 @@ class RunResult:
             "client_cpu": round(self.client_cpu, 3),
             "server_cpu": self.server_cpu,
             "server_cpu_ms_per_request": round(self.server_cpu_ms_per_request, 3),
+            "rows_per_step": round(self.rows_per_step, 1),
         }
 
     @property
@@ -199,6 +202,19 @@ def largest_difference(a: dict[str, Answer], b: dict[str, Answer]) -> tuple[floa
     return worst, mismatched
 
 
+def batch_rows_and_steps(metrics: str) -> tuple[float, float]:
+    """Rows and model steps so far, summed over step kinds (``lstm_serve_batch_size``)."""
+    rows = steps = 0.0
+    for family in text_string_to_metric_families(metrics):
+        if family.name == "lstm_serve_batch_size":
+            for sample in family.samples:
+                if sample.name.endswith("_sum"):
+                    rows += sample.value
+                elif sample.name.endswith("_count"):
+                    steps += sample.value
+    return rows, steps
+
+
 def measured(
     url: str, pid: int, sentences: list[list[str]], clients: int, client: str
 ) -> RunResult:
@@ -226,8 +242,12 @@ def compare(
         with running_server(env, logs / f"{name}.log") as server:
             asyncio.run(TRACES[client](server.url, warm_up, clients))
             pid = server.process.pid
+            steps_before = batch_rows_and_steps(httpx.get(server.url + "/metrics").text)
             results[name] = measured(server.url, pid, sentences, clients, client)
             metrics = httpx.get(server.url + "/metrics", timeout=10).text
+            (rows_0, steps_0), (rows_1, steps_1) = steps_before, batch_rows_and_steps(metrics)
+            rows, steps = rows_1 - rows_0, steps_1 - steps_0
+            results[name].rows_per_step = rows / max(1.0, steps)
         results[name].cache_metrics = [
             line for line in metrics.splitlines() if line.startswith("lstm_serve_prefix_cache")
         ]
