@@ -36,13 +36,6 @@ class Settings(BaseSettings):
     )
     max_batch_tokens: int = Field(8192, ge=1, description="most prompt tokens in one prefill step")
     max_queue: int = Field(1024, ge=1, description="most waiting requests; past it, 429")
-    batch_gather_ms: float = Field(
-        20.0,
-        ge=0,
-        description="after a step of 8 or more rows, wait up to this long (and at most half "
-        "the last step, and 2 ms past the last arrival) for the rest of a platoon of clients "
-        "before the next step; 0 = never wait",
-    )
     shed_loop_lag_ms: float = Field(
         SHED_LOOP_LAG_MS,
         ge=0,
@@ -172,7 +165,6 @@ class Settings(BaseSettings):
 
     def engine_config(self) -> EngineConfig:
         from service.engine.core import EngineConfig
-        from service.engine.gather import GatherPolicy
 
         return EngineConfig(
             model_path=self.model_path,
@@ -195,7 +187,6 @@ class Settings(BaseSettings):
             session_cache=self.session_cache == "on",
             max_cache_bytes=self.cache_budget_bytes(),
             cuda_graphs=self.cuda_graphs,
-            gather=GatherPolicy(most_s=self.batch_gather_ms / 1000),
         )
 
     def cache_budget_bytes(self) -> int:

@@ -26,7 +26,6 @@ REQUIRED_METRICS = {
     "lstm_serve_queue_depth": "gauge",
     "lstm_serve_batch_size": "histogram",
     "lstm_serve_batch_compute_seconds": "histogram",
-    "lstm_serve_batch_gather_seconds": "counter",
     "lstm_serve_tokens": "counter",
     "lstm_serve_sessions_live": "gauge",
     "lstm_serve_streams_open": "gauge",

@@ -3,13 +3,12 @@ engine reads no settings module and no environment)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from service.engine.durable import Durability
-from service.engine.gather import GatherPolicy
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,6 @@ class EngineConfig:
     session_cache: bool = False  # every new session keeps a continuous cache
     max_cache_bytes: int = 1 << 30  # all sessions' continuous caches together
     cuda_graphs: bool = False  # one-token steps replayed from CUDA graphs (service.engine.graphs)
-    gather: GatherPolicy = field(default_factory=GatherPolicy)  # waits for fuller batches
 
 
 def pick_device(name: str) -> torch.device:

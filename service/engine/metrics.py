@@ -66,10 +66,6 @@ class EngineMetrics:
             buckets=COMPUTE_BUCKETS_S,
             registry=self.registry,
         )
-        self.batch_gather = self._counter(
-            "lstm_serve_batch_gather_seconds",
-            "Time the inference worker waited for a fuller batch (LSTM_SERVE_BATCH_GATHER_MS)",
-        )
         self.tokens = self._counter(
             "lstm_serve_tokens_total", "Tokens run through the model, by work kind", ("kind",)
         )

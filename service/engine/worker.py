@@ -1,12 +1,11 @@
 """The inference thread: turns queued work and running generations into model steps.
 
-Policy: when the thread is idle, work starts at once; whatever arrives during a step
-joins the next one. The one exception is ``BatchGather`` (``gather.py``): after a step of
-many rows it may wait a little for the clients it answered to come back. Each step takes
-every running generation (one word each, continuous batching) and then queued items in
-FIFO order, up to ``max_batch_size`` rows and ``max_batch_tokens`` prompt tokens; a
-too-long item at the head runs alone rather than starving. Items of one session never
-share a step, so feeds apply in arrival order.
+Policy: no added delay — when the thread is idle, work starts at once; whatever arrives
+during a step joins the next one. Each step takes every running generation (one word
+each, continuous batching) and then queued items in FIFO order, up to
+``max_batch_size`` rows and ``max_batch_tokens`` prompt tokens; a too-long item at the
+head runs alone rather than starving. Items of one session never share a step, so
+feeds apply in arrival order.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from typing import Any
 import torch
 
 from service.engine.errors import Overloaded, ServeError, SessionNotFound, Timeout
-from service.engine.gather import BatchGather, GatherPolicy
 from service.engine.metrics import EngineMetrics
 from service.engine.runner import ModelRunner, RowResult
 from service.engine.sampling import sample, word_logprobs
@@ -41,7 +39,6 @@ class InferenceWorker:
         max_batch_size: int,
         max_batch_tokens: int,
         max_queue: int,
-        gather: GatherPolicy | None = None,
     ) -> None:
         self.runner = runner
         self.loop = loop
@@ -60,7 +57,6 @@ class InferenceWorker:
         self.submitted = 0  # items ever queued; each gets the next number as its ``seq``
         self._stepping_from: int | None = None  # lowest seq of the step running, if any
         self._banned = runner.vocabulary.unk_id
-        self.gather = BatchGather(gather or GatherPolicy())
 
     # ---- event-loop side -------------------------------------------------------------
     def submit(self, item: WorkItem) -> None:
@@ -73,7 +69,6 @@ class InferenceWorker:
             self.submitted += 1
             item.seq = self.submitted
             self._queue.append(item)
-            self.gather.arrived()
             self._cond.notify()
 
     def settled_below(self) -> int:
@@ -120,8 +115,6 @@ class InferenceWorker:
                         self._cond.wait()
                     if not self._running:
                         break
-                    if not self._active:
-                        self._gather()
                     batch, callbacks = self._form_batch()
                     fresh = [item.seq for item in batch if not item.started]
                     self._stepping_from = min(fresh) if fresh else None
@@ -136,12 +129,6 @@ class InferenceWorker:
         finally:
             self._exited = True
             self._fail_everything()
-
-    def _gather(self) -> None:
-        """Maybe wait for a fuller batch (lock held; the wait releases it)."""
-        waited = self.gather.wait(self._cond, lambda: len(self._queue) if self._running else 0)
-        if waited > 0:
-            self.metrics.batch_gather.inc(waited)
 
     def _form_batch(self) -> tuple[list[WorkItem], list[Callback]]:
         """Choose this step's items (called with the lock held)."""
@@ -205,9 +192,7 @@ class InferenceWorker:
             log.exception("model step failed")
             return [cb for item in batch for cb in _failure(item, error)]
         kind = "decode" if all(len(r.tokens) <= 1 for r in rows) else "prefill"
-        elapsed = time.perf_counter() - started
-        self.gather.stepped(len(rows), elapsed, len(self._queue), self.max_batch_size)
-        self.metrics.batch_compute.labels(kind).observe(elapsed)
+        self.metrics.batch_compute.labels(kind).observe(time.perf_counter() - started)
         self.metrics.batch_size.labels(kind).observe(len(rows))
         self.metrics.tokens.labels(kind).inc(sum(len(r.tokens) for r in rows))
         self.steps += 1
