@@ -128,4 +128,8 @@ def run_api(settings_fields: dict[str, Any], address: str, listener: socket.sock
         access_log=False,
         lifespan="on",
     )
-    DrainingServer(config, app, settings.drain_timeout_s).run(sockets=[listener])
+    server = DrainingServer(config, app, settings.drain_timeout_s)
+    with contextlib.suppress(SystemExit):  # uvicorn re-raises a captured signal on exit
+        server.run(sockets=[listener])
+    if server.force_exit:
+        raise SystemExit(1)  # a second signal cut the drain short

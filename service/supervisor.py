@@ -7,7 +7,7 @@ processes; watch them all; shut them down in order.
 - An API process's death: the rest are stopped in order too, exit 1.
 - SIGTERM/SIGINT: API processes drain (readiness 503, new work refused, streams closed,
   in-flight requests finished, session states stored), then the engine stores what is
-  left and stops; exit 0. A second signal makes the API processes stop at once.
+  left and stops; exit 0. A second signal makes the API processes stop at once; exit 1.
 
 Children are started with ``multiprocessing``'s spawn (CUDA needs it); the listening
 socket is bound here and shared, so every API process accepts on the same port. They are

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -153,6 +155,38 @@ def test_a_stop_while_the_engine_is_loading_exits_0(tiny_checkpoint: Path, tmp_p
         assert "serving on" not in server.log()
     finally:
         server.stop(signal.SIGKILL)
+
+
+def test_a_second_sigterm_cuts_the_drain_short_and_the_exit_says_so(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """The first SIGTERM drains (exit 0 once in-flight work is done); a second one stops
+    the API processes at once, and a drain cut short is not a clean exit."""
+    env = {
+        "LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint),
+        "LSTM_SERVE_MAX_BATCH_SIZE": "1",
+        "LSTM_SERVE_DRAIN_TIMEOUT_S": "60",
+    }
+    server = start_server(env, tmp_path / "twice.log")
+    text = " ".join(["the market"] * 9000)
+
+    def slow() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(server.url + "/v1/score", json={"text": text}, timeout=120)
+
+    threads = [threading.Thread(target=slow) for _ in range(3)]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)  # the scores are queued behind one another (batches of one)
+        server.process.send_signal(signal.SIGTERM)
+        _wait_for_line(tmp_path / "twice.log", "draining")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=60) != 0, server.log()
+    finally:
+        server.stop(signal.SIGKILL)
+        for thread in threads:
+            thread.join(timeout=10)
 
 
 def test_every_typed_error_maps_to_a_status_and_a_stream_error() -> None:
