@@ -102,10 +102,10 @@ async def _serve_engine(settings: Settings, address: str, ready: Connection) -> 
 # ---- an API process ----------------------------------------------------------------------
 def run_api(settings_fields: dict[str, Any], address: str, listener: socket.socket) -> None:
     """Serve HTTP and WebSockets on the supervisor's listening socket until SIGTERM drains."""
+    _stop_cleanly_until_serving()
     # The websockets library stops reading an upgrade request at a line of 8 KiB and then
     # never answers (seen with uvicorn 0.54); reading longer lines lets the stream
     # endpoint refuse an over-long session_id with the contract's error instead.
-    _stop_cleanly_until_serving()
     os.environ.setdefault("WEBSOCKETS_MAX_LINE_LENGTH", str(WS_MAX_LINE_BYTES))
     import uvicorn
 
