@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from service.engine.cache_step import wants_model_distribution
 from service.engine.rows import Row, RowResult
-from service.engine.top_words import top_words
 
 DECODE_CHUNK_ROWS = 512
 
@@ -123,11 +122,16 @@ class StepDecoder:
     def _fill_top(
         self, rows: list[Row], results: list[RowResult], needs_last: list[int], logits: Tensor
     ) -> list[float]:
-        """Top-k and sampling distributions from raw logits ``[R, V]`` (``top_words``)."""
+        """Top-k and sampling distributions from raw logits ``[R, V]``.
+
+        The top-k of the logits is the top-k of the log-softmax, so only the k winners
+        (and the log-sum-exp) are normalised, not the whole vocabulary.
+        """
+        log_norm = logits.logsumexp(-1, keepdim=True)  # [R, 1]
         max_k = max(rows[i].top_k for i in needs_last)
-        value_tensor, id_tensor, log_norm = top_words(logits, max_k)  # log_norm: [R, 1]
         if max_k:
-            top_values = value_tensor.cpu().tolist()
+            value_tensor, id_tensor = logits.topk(min(max_k, logits.shape[-1]), -1)
+            top_values = (value_tensor - log_norm).cpu().tolist()
             top_ids = id_tensor.cpu().tolist()
         for j, i in enumerate(needs_last):
             row = rows[i]
