@@ -129,7 +129,10 @@ def run_api(settings_fields: dict[str, Any], address: str, listener: socket.sock
         lifespan="on",
     )
     server = DrainingServer(config, app, settings.drain_timeout_s)
-    with contextlib.suppress(SystemExit):  # uvicorn re-raises a captured signal on exit
+    try:
         server.run(sockets=[listener])
+    except SystemExit as stop:  # uvicorn re-raises a captured signal into _exit_cleanly
+        if stop.code:  # uvicorn's own sys.exit(1): a failure stays a failure
+            raise
     if server.force_exit:
         raise SystemExit(1)  # a second signal cut the drain short
