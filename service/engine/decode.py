@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from models.vocab_projection import project
 from service.engine.cache_step import wants_model_distribution
 from service.engine.rows import Row, RowResult
 
@@ -99,7 +100,7 @@ class StepDecoder:
             self._prompt_top(rows, results, plan.prompt_rows, vectors)
         if plan.last_index:
             last = vectors.index_select(0, torch.tensor(plan.last_index, device=self.device))
-            norms = self._fill_top(rows, results, plan.needs_last, self.decoder(last))
+            norms = self._fill_top(rows, results, plan.needs_last, project(self.decoder, last))
             for i, norm in zip(plan.needs_last, norms, strict=True):
                 new_norm[i] = norm
         return results, new_norm
@@ -158,7 +159,7 @@ class StepDecoder:
             hidden = vectors.index_select(0, torch.tensor(index, device=self.device))
             top: list[list[tuple[int, float]]] = []
             for start in range(0, hidden.shape[0], DECODE_CHUNK_ROWS):
-                logits = self.decoder(hidden[start : start + DECODE_CHUNK_ROWS])
+                logits = project(self.decoder, hidden[start : start + DECODE_CHUNK_ROWS])
                 values, ids = logits.topk(k, -1)
                 host = (values - logits.logsumexp(-1, keepdim=True)).cpu().tolist()
                 for id_row, value_row in zip(ids.cpu().tolist(), host, strict=True):
@@ -170,7 +171,7 @@ class StepDecoder:
         target = torch.tensor(targets, device=self.device)
         out: list[float] = []
         for start in range(0, hidden.shape[0], DECODE_CHUNK_ROWS):
-            logits = self.decoder(hidden[start : start + DECODE_CHUNK_ROWS])
+            logits = project(self.decoder, hidden[start : start + DECODE_CHUNK_ROWS])
             chosen = logits.gather(1, target[start : start + DECODE_CHUNK_ROWS, None]).squeeze(1)
             picked = chosen - logits.logsumexp(-1)
             out.extend(picked.cpu().tolist())
