@@ -43,6 +43,7 @@ class LanguageModel(nn.Module):
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tied:
             self.decoder.weight = self.embedding.weight
+        self.input_gates: Tensor | None = None  # serving only: see prepare_for_serving
         self.reset_parameters()
 
     def reset_parameters(self, init_range: float = 0.1) -> None:
@@ -50,6 +51,16 @@ class LanguageModel(nn.Module):
         nn.init.zeros_(self.decoder.bias)
         if not self.config.tied:
             nn.init.uniform_(self.decoder.weight, -init_range, init_range)
+
+    def prepare_for_serving(self) -> None:
+        """Build what the one-token CPU step reads instead of recomputing it: every word's
+        first-layer input gates (``lstm_step.input_gate_table``, ``V x 4H`` floats). Call
+        once the weights are final (they are not tracked: a later weight change needs
+        another call); a no-op where ``lstm_step`` never applies."""
+        device = self.embedding.weight.device
+        if lstm_step.applies(self.layers, torch.empty(1, 0, device=device)):
+            with torch.no_grad():
+                self.input_gates = lstm_step.input_gate_table(self.embedding, self.layers)
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> State:
         """Zeros ``(h, c)``: ``h`` ``[layers, batch, hidden]``, ``c`` the same for the LSTM
@@ -103,11 +114,10 @@ class LanguageModel(nn.Module):
             row's end) and each row's state after its own last token. No dropout: this is
             the inference path; single-token batches (decode steps) skip packing.
         """
-        x = self.embedding(tokens)
         packed = max(lengths) > 1
-        if not packed and lstm_step.applies(self.layers, x[:, 0]):
-            top, h, c = lstm_step.lstm_step(self.layers, x[:, 0], *state)
-            return top.unsqueeze(1), (h, c)
+        if not packed and lstm_step.applies(self.layers, tokens):
+            return self._one_token_step(tokens[:, 0], state)
+        x = self.embedding(tokens)
         sequence: Tensor | PackedSequence = (
             pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             if packed
@@ -122,6 +132,16 @@ class LanguageModel(nn.Module):
         if isinstance(sequence, PackedSequence):
             sequence = pad_packed_sequence(sequence, batch_first=True)[0]
         return sequence, (torch.cat(h_out), torch.cat(c_out))
+
+    def _one_token_step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
+        """``lstm_step`` for ``tokens`` ``[B]``, from the input gate table when built."""
+        table = self.input_gates
+        if table is not None and not self.training:
+            first = table.index_select(0, tokens)
+            top, h, c = lstm_step.lstm_step(self.layers, first, *state, first_gates=first)
+        else:
+            top, h, c = lstm_step.lstm_step(self.layers, self.embedding(tokens), *state)
+        return top.unsqueeze(1), (h, c)
 
     def _run_layer(self, layer: nn.Module, x: Tensor, state: State) -> tuple[Tensor, State]:
         if not (self.training and self.config.weight_drop > 0):

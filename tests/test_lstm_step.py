@@ -44,3 +44,22 @@ def test_applies_only_to_plain_lstm_stacks_and_small_batches() -> None:
     assert not lstm_step.applies(nn.ModuleList([nn.GRU(12, 20, batch_first=True)]), x)
     assert not lstm_step.applies(nn.ModuleList([nn.LSTM(12, 20, proj_size=5)]), x)
     assert not lstm_step.applies(nn.ModuleList([nn.LSTM(12, 20, bias=False)]), x)
+
+
+def test_the_input_gate_table_gives_the_same_step_as_the_embedding() -> None:
+    torch.manual_seed(0)
+    embedding = nn.Embedding(50, 12)
+    layers = _layers([12, 20, 20])
+    tokens = torch.tensor([3, 0, 49, 3, 17])
+    h = torch.randn(2, 5, 20)
+    c = torch.randn(2, 5, 20)
+    with torch.inference_mode():
+        table = lstm_step.input_gate_table(embedding, layers)
+        kept = table.clone()
+        plain = lstm_step.lstm_step(layers, embedding(tokens), h, c)
+        first = table.index_select(0, tokens)
+        tabled = lstm_step.lstm_step(layers, first, h, c, first_gates=first)
+    assert table.shape == (50, 80)
+    for a, b in zip(plain, tabled, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert torch.equal(table, kept)  # the step adds to its gathered rows, not the table

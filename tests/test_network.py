@@ -97,3 +97,27 @@ def test_weight_drop_keeps_gradient_to_recurrent_weights() -> None:
     logits.sum().backward()
     grad = model.layers[0].weight_hh_l0.grad
     assert grad is not None and grad.abs().sum() > 0
+
+
+def test_a_model_prepared_for_serving_steps_the_same_from_its_input_gate_table() -> None:
+    model = _model(seed=4)
+    plain = _model(seed=4)
+    model.prepare_for_serving()
+    assert model.input_gates is not None and model.input_gates.shape == (50, 48)
+    assert "input_gates" not in model.state_dict()  # never saved with the weights
+    tokens = torch.randint(0, 50, (6, 1))
+    state = (torch.randn(2, 6, 12), torch.randn(2, 6, 12))
+    with torch.inference_mode():
+        top, (h, c) = model.packed_hidden_states(tokens, [1] * 6, state)
+        ref_top, (ref_h, ref_c) = plain.packed_hidden_states(tokens, [1] * 6, state)
+        model.input_gates.zero_()  # the step must read the table: a zeroed one differs
+        zeroed, _ = model.packed_hidden_states(tokens, [1] * 6, state)
+    torch.testing.assert_close(top, ref_top, rtol=0, atol=1e-6)
+    torch.testing.assert_close((h, c), (ref_h, ref_c), rtol=0, atol=1e-6)
+    assert not torch.allclose(zeroed, ref_top, atol=1e-3)
+
+
+def test_preparing_a_gru_for_serving_builds_no_table() -> None:
+    model = _model(cell="gru")
+    model.prepare_for_serving()
+    assert model.input_gates is None

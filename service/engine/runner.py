@@ -34,6 +34,7 @@ class ModelRunner:
         cuda_graphs: bool = False,
     ) -> None:
         self.model = checkpoint.model.to(device).eval()
+        self.model.prepare_for_serving()
         self.vocabulary = checkpoint.vocabulary
         self.device = device
         config = self.model.config
