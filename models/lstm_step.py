@@ -11,9 +11,11 @@ kernel is as fast or faster, so larger batches, sequences and other devices keep
 A served model's first layer sees only embedding rows, so its input gates can be read
 from a table of every word's ``embedding @ W_ih.T + b_ih`` (``input_gate_table``, built
 once when serving starts) instead of being multiplied out at every step: one of the
-step's four matmuls becomes a row gather. For the 2 x 650 model that saves 2.4 ms of a
-10.0 ms step at 25 rows and 3.8 of 17.2 ms at 64 (0.8 of 2.8 ms for one row), for a table
-of 104 MB (32 MB for the bundled 2 x 200); results agree to ~1e-6.
+step's four matmuls becomes a row gather: 1.3-1.4x at 1-64 rows, for a table of 104 MB
+for the 2 x 650 model (32 MB for the bundled 2 x 200); results agree to ~1e-6. With the
+table the step beats ``nn.LSTM`` at every batch size measured, so ``MAX_ROWS`` does not
+bound it (one step, 2 x 650: 256 rows 54.8 ms against 64.2; 1,024 rows 218 against 269;
+2 x 200: 256 rows 5.3 against 7.3; 2,048 rows 57 against 64).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-MAX_ROWS = 64  # above this, nn.LSTM (oneDNN) is as fast or faster (measured above)
+MAX_ROWS = 64  # above this, nn.LSTM (oneDNN) is as fast or faster without the gate table
 
 
-def applies(layers: nn.ModuleList, x: Tensor) -> bool:
-    """Whether ``lstm_step`` can stand in for these layers on this input ``[B, ...]``."""
-    if x.device.type != "cpu" or x.shape[0] > MAX_ROWS:
+def applies(layers: nn.ModuleList, x: Tensor, tabled: bool = False) -> bool:
+    """Whether ``lstm_step`` can stand in for these layers on this input ``[B, ...]``;
+    ``tabled``: the first layer's gates come from ``input_gate_table`` (any batch size)."""
+    if x.device.type != "cpu" or (x.shape[0] > MAX_ROWS and not tabled):
         return False
     return all(
         type(layer) is nn.LSTM

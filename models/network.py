@@ -115,7 +115,8 @@ class LanguageModel(nn.Module):
             the inference path; single-token batches (decode steps) skip packing.
         """
         packed = max(lengths) > 1
-        if not packed and lstm_step.applies(self.layers, tokens):
+        tabled = self._gate_table_for(tokens) is not None
+        if not packed and lstm_step.applies(self.layers, tokens, tabled):
             return self._one_token_step(tokens[:, 0], state)
         x = self.embedding(tokens)
         sequence: Tensor | PackedSequence = (
@@ -135,13 +136,20 @@ class LanguageModel(nn.Module):
 
     def _one_token_step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
         """``lstm_step`` for ``tokens`` ``[B]``, from the input gate table when built."""
-        table = self.input_gates
-        if table is not None and not self.training:
+        table = self._gate_table_for(tokens)
+        if table is not None:
             first = table.index_select(0, tokens)
             top, h, c = lstm_step.lstm_step(self.layers, first, *state, first_gates=first)
         else:
             top, h, c = lstm_step.lstm_step(self.layers, self.embedding(tokens), *state)
         return top.unsqueeze(1), (h, c)
+
+    def _gate_table_for(self, tokens: Tensor) -> Tensor | None:
+        """The input gate table, where it may serve these tokens (built, same device, eval)."""
+        table = self.input_gates
+        if table is None or self.training or table.device != tokens.device:
+            return None
+        return table
 
     def _run_layer(self, layer: nn.Module, x: Tensor, state: State) -> tuple[Tensor, State]:
         if not (self.training and self.config.weight_drop > 0):

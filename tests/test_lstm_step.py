@@ -63,3 +63,10 @@ def test_the_input_gate_table_gives_the_same_step_as_the_embedding() -> None:
     for a, b in zip(plain, tabled, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
     assert torch.equal(table, kept)  # the step adds to its gathered rows, not the table
+
+
+def test_with_the_gate_table_any_batch_size_applies() -> None:
+    layers = _layers([12, 20])
+    many = torch.zeros(lstm_step.MAX_ROWS * 4, 12)
+    assert not lstm_step.applies(layers, many)
+    assert lstm_step.applies(layers, many, tabled=True)

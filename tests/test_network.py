@@ -121,3 +121,21 @@ def test_preparing_a_gru_for_serving_builds_no_table() -> None:
     model = _model(cell="gru")
     model.prepare_for_serving()
     assert model.input_gates is None
+
+
+def test_with_the_table_a_large_one_word_batch_steps_from_it_and_agrees_with_nn_lstm() -> None:
+    model = _model(seed=5)
+    plain = _model(seed=5)  # past 64 rows it runs nn.LSTM
+    model.prepare_for_serving()
+    assert model.input_gates is not None
+    rows = 100
+    tokens = torch.randint(0, 50, (rows, 1))
+    state = (torch.randn(2, rows, 12), torch.randn(2, rows, 12))
+    with torch.inference_mode():
+        top, (h, c) = model.packed_hidden_states(tokens, [1] * rows, state)
+        ref_top, (ref_h, ref_c) = plain.packed_hidden_states(tokens, [1] * rows, state)
+        model.input_gates.zero_()
+        zeroed, _ = model.packed_hidden_states(tokens, [1] * rows, state)
+    torch.testing.assert_close(top, ref_top, rtol=0, atol=1e-5)
+    torch.testing.assert_close((h, c), (ref_h, ref_c), rtol=0, atol=1e-5)
+    assert not torch.allclose(zeroed, ref_top, atol=1e-3)
