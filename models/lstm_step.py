@@ -29,11 +29,8 @@ from torch import Tensor, nn
 MAX_ROWS = 64  # above this, nn.LSTM (oneDNN) is as fast or faster without the gate table
 
 
-def applies(layers: nn.ModuleList, x: Tensor, tabled: bool = False) -> bool:
-    """Whether ``lstm_step`` can stand in for these layers on this input ``[B, ...]``;
-    ``tabled``: the first layer's gates come from ``input_gate_table`` (any batch size)."""
-    if x.device.type != "cpu" or (x.shape[0] > MAX_ROWS and not tabled):
-        return False
+def plain_stack(layers: nn.ModuleList) -> bool:
+    """Whether every layer is a plain one-layer ``nn.LSTM`` (biases, no projection)."""
     return all(
         type(layer) is nn.LSTM
         and layer.num_layers == 1
@@ -42,6 +39,14 @@ def applies(layers: nn.ModuleList, x: Tensor, tabled: bool = False) -> bool:
         and layer.proj_size == 0
         for layer in layers
     )
+
+
+def applies(layers: nn.ModuleList, x: Tensor, tabled: bool = False) -> bool:
+    """Whether ``lstm_step`` can stand in for these layers on this input ``[B, ...]``;
+    ``tabled``: the first layer's gates come from ``input_gate_table`` (any batch size)."""
+    if x.device.type != "cpu" or (x.shape[0] > MAX_ROWS and not tabled):
+        return False
+    return plain_stack(layers)
 
 
 def input_gate_table(embedding: nn.Embedding, layers: nn.ModuleList) -> Tensor:

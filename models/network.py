@@ -57,8 +57,7 @@ class LanguageModel(nn.Module):
         first-layer input gates (``lstm_step.input_gate_table``, ``V x 4H`` floats). Call
         once the weights are final (they are not tracked: a later weight change needs
         another call); a no-op where ``lstm_step`` never applies."""
-        device = self.embedding.weight.device
-        if lstm_step.applies(self.layers, torch.empty(1, 0, device=device)):
+        if self.embedding.weight.device.type == "cpu" and lstm_step.plain_stack(self.layers):
             with torch.no_grad():
                 self.input_gates = lstm_step.input_gate_table(self.embedding, self.layers)
 
@@ -115,9 +114,9 @@ class LanguageModel(nn.Module):
             the inference path; single-token batches (decode steps) skip packing.
         """
         packed = max(lengths) > 1
-        tabled = self._gate_table_for(tokens) is not None
-        if not packed and lstm_step.applies(self.layers, tokens, tabled):
-            return self._one_token_step(tokens[:, 0], state)
+        table = self._gate_table_for(tokens)
+        if not packed and lstm_step.applies(self.layers, tokens, table is not None):
+            return self._one_token_step(tokens[:, 0], state, table)
         x = self.embedding(tokens)
         sequence: Tensor | PackedSequence = (
             pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
@@ -134,9 +133,10 @@ class LanguageModel(nn.Module):
             sequence = pad_packed_sequence(sequence, batch_first=True)[0]
         return sequence, (torch.cat(h_out), torch.cat(c_out))
 
-    def _one_token_step(self, tokens: Tensor, state: State) -> tuple[Tensor, State]:
-        """``lstm_step`` for ``tokens`` ``[B]``, from the input gate table when built."""
-        table = self._gate_table_for(tokens)
+    def _one_token_step(
+        self, tokens: Tensor, state: State, table: Tensor | None
+    ) -> tuple[Tensor, State]:
+        """``lstm_step`` for ``tokens`` ``[B]``, from the input gate ``table`` when given."""
         if table is not None:
             first = table.index_select(0, tokens)
             top, h, c = lstm_step.lstm_step(self.layers, first, *state, first_gates=first)
