@@ -92,6 +92,15 @@ def test_auth_isolates_keys(tiny_checkpoint: Path, tmp_path: Path) -> None:
         ):
             assert response.status_code == 401
             assert response.json()["error"]["code"] == "unauthorized"
+        # Every /v1 route starts with ``deps.admit`` (a call, not a declared dependency):
+        # one that forgot it would answer an anonymous caller with something else.
+        paths = a.get("/openapi.json").json()["paths"]
+        v1 = [(m, p) for p, ops in paths.items() if p.startswith("/v1/") for m in ops]
+        assert len(v1) >= 12
+        for method, path in v1:
+            url = path.replace("{session_id}", "s-none")
+            response = anonymous.request(method.upper(), url, json={"text": "a"})
+            assert (method, path, response.status_code) == (method, path, 401)
         assert anonymous.get("/healthz").status_code == 200
         assert anonymous.get("/metrics").status_code == 200
         assert anonymous.get("/readyz").status_code == 200

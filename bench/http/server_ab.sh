@@ -31,17 +31,34 @@ tree_cpu() {
   done | awk -v tick="$tick" '{sub(/^.*\) /, ""); t += ($12 + $13) / tick} END {printf "%.2f", t}'
 }
 
+# CPU-seconds of each worker process of PID, oldest first: the engine (the supervisor
+# starts it first), then the API processes.
+worker_cpus() {
+  local tick child
+  tick=$(getconf CLK_TCK)
+  for child in $(ps -o pid= --ppid "$1"); do
+    grep -q spawn_main "/proc/$child/cmdline" 2>/dev/null && cat "/proc/$child/stat"
+  done | awk -v tick="$tick" '{sub(/^.*\) /, ""); print $20, ($12 + $13) / tick}' |
+    sort -n | awk '{printf "%s ", $2}'
+}
+
 # Requests and feeds the model has answered so far (one batch row each), from /metrics.
 model_rows() {
   curl -s "localhost:$port/metrics" |
     awk '/^lstm_serve_batch_size_sum/ {n += $2} END {printf "%d", n}'
 }
 
-# Server CPU microseconds per request since BEFORE (CPU-seconds), all processes together.
+# Server CPU microseconds per request since BEFORE (CPU-seconds, all processes together;
+# WORKERS_BEFORE: worker_cpus then), and the engine's and the API processes' shares.
 cpu_per_request() {
-  local pid=$1 before=$2 requests=$3
+  local pid=$1 before=$2 requests=$3 workers_before=$4
   awk -v a="$before" -v b="$(tree_cpu "$pid")" -v n="$requests" \
-    'BEGIN { if (n > 0) printf "server CPU/request: %.0f us (all processes)", (b - a) * 1e6 / n }'
+    -v wa="$workers_before" -v wb="$(worker_cpus "$pid")" 'BEGIN {
+      if (n <= 0) exit
+      split(wa, x, " "); k = split(wb, y, " ")
+      for (i = 2; i <= k; i++) api += y[i] - x[i]
+      printf "server CPU/request: %.0f us (all processes; engine %.0f, API processes %.0f)",
+        (b - a) * 1e6 / n, (y[1] - x[1]) * 1e6 / n, api * 1e6 / n }'
 }
 
 for round in $(seq "$rounds"); do
@@ -65,6 +82,7 @@ for round in $(seq "$rounds"); do
       predict)
         wrk -t1 -c64 -d3s -s bench/http/wrk_predict.lua "http://127.0.0.1:$port" >/dev/null
         before=$(tree_cpu "$pid")
+        workers_before=$(worker_cpus "$pid")
         rows_before=$(model_rows)
         wrk -t1 -c64 -d15s --latency -s bench/http/wrk_predict.lua "http://127.0.0.1:$port" \
           >"$out/${label}_$round.txt"
@@ -72,10 +90,11 @@ for round in $(seq "$rounds"); do
         printf '%-12s round %d: %8s req/s  p99 %-9s %s\n' "$label" "$round" \
           "$(awk '/Requests\/sec/ {print $2}' "$out/${label}_$round.txt")" \
           "$(awk '$1 == "99%" {print $2}' "$out/${label}_$round.txt")" \
-          "$(cpu_per_request "$pid" "$before" "$answered")"
+          "$(cpu_per_request "$pid" "$before" "$answered" "$workers_before")"
         ;;
       ws)
         before=$(tree_cpu "$pid")
+        workers_before=$(worker_cpus "$pid")
         rows_before=$(model_rows)
         .venv/bin/lstm-serve-bench ws --url "http://127.0.0.1:$port" --concurrency 1000 \
           --processes 2 --duration-s 20 --warmup-s 3 --json "$out/${label}_$round.json" \
@@ -83,7 +102,7 @@ for round in $(seq "$rounds"); do
         answered=$(($(model_rows) - rows_before))
         printf '%-12s round %d: %s\n    %s\n' "$label" "$round" \
           "$(grep -E "ws_feed" "$out/${label}_$round.txt" | head -1)" \
-          "$(cpu_per_request "$pid" "$before" "$answered")"
+          "$(cpu_per_request "$pid" "$before" "$answered" "$workers_before")"
         ;;
       overload)
         LSTM_SERVE_BENCH_THREAD_RATE=$((${RATE:-2400} / 2)) wrk -t2 -c1024 -d15s --timeout 10s \

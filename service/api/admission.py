@@ -1,7 +1,7 @@
 """Admission: every policy a request passes before it costs the engine anything.
 
 Drain, readiness, auth, load shedding, body size and read deadline, text length, k and
-max_tokens — one place, called by the HTTP routes (``admit`` as their dependency, then
+max_tokens — one place, called by the HTTP routes (``deps.admit`` first, then
 ``read``) and by the WebSocket. Auth comes first: a client without a key learns nothing
 about the schema. Bodies are JSON whatever their Content-Type (``curl -d`` works).
 """

@@ -1,15 +1,14 @@
 """Request-scoped access to what the lifespan hangs on ``app.state``.
 
-One dependency, ``Owner`` (admission: auth, drain, readiness, shedding), is ``async def``:
-a plain ``def`` would cost a thread-pool hop per request. The engine client and admission
-object come from ``parts(request)``.
+Every /v1 route starts with ``await admit(request)``: admission (auth, drain, readiness,
+shedding), then the engine client and admission object. It is a call, not a FastAPI
+``Depends``: solving a dependency per request cost the API process about a tenth of its
+CPU on a predict (py-spy under wrk, BENCHMARKS.md §0.2).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import Depends, Request
+from fastapi import Request
 
 from service.api.admission import Admission
 from service.engine.client import EngineClient, Overloaded
@@ -31,10 +30,13 @@ async def admitted(request: Request) -> str | None:
 
 
 def parts(request: Request) -> tuple[EngineClient, Admission]:
-    """The engine client and admission of this app. Every route reads them here rather than
-    through ``Depends``: a dependency per object costs the hot routes measurable CPU."""
+    """The engine client and admission of this app (routes outside /v1 need no admission)."""
     state = request.app.state
     return state.engine, state.admission
 
 
-Owner = Annotated[str | None, Depends(admitted)]
+async def admit(request: Request) -> tuple[EngineClient, Admission, str | None]:
+    """``admitted``, then ``parts``: the first line of every /v1 route."""
+    owner = await admitted(request)
+    state = request.app.state
+    return state.engine, state.admission, owner

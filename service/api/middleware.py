@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +23,9 @@ class ServingMiddleware:
         self.app = app
         self.metrics = metrics
         self.drain = drain
+        # (route, method, status) -> its counter and histogram children: ``labels()``
+        # looks them up under a lock on every call. Bounded: methods are the parser's.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -50,8 +54,15 @@ class ServingMiddleware:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope["method"]
-        self.metrics.requests.labels(template, method, str(status)).inc()
-        self.metrics.request_latency.labels(template).observe(elapsed_s)
+        children = self._children.get((template, method, status))
+        if children is None:
+            children = (
+                self.metrics.requests.labels(template, method, str(status)),
+                self.metrics.request_latency.labels(template),
+            )
+            self._children[(template, method, status)] = children
+        children[0].inc()
+        children[1].observe(elapsed_s)
         code = scope.get("state", {}).get("error_code")
         if code:
             self.metrics.errors.labels(code).inc()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.deps import Owner, parts
+from service.api.deps import admit, parts
 from service.api.errors import responses
 from service.api.schemas import HealthResponse
 from service.api.schemas_openai import model_list
@@ -57,6 +57,6 @@ async def metrics(request: Request) -> Response:
     tags=["models"],
     responses=responses(errors.Unauthorized, errors.NotReady),
 )
-async def models(request: Request, _: Owner) -> dict[str, Any]:
-    engine = parts(request)[0]
+async def models(request: Request) -> dict[str, Any]:
+    engine, _, _ = await admit(request)
     return model_list(engine.model_card(), _STARTED)

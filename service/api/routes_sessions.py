@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from service.api.admission import Admission
 from service.api.convert import info_payload, json_response, step_payload
-from service.api.deps import Owner, parts
+from service.api.deps import admit
 from service.api.errors import request_body, responses
 from service.api.schemas import (
     CreateSessionRequest,
@@ -43,8 +43,8 @@ _KNOWN = (*_COMMON, errors.SessionNotFound, errors.SessionIncompatible)
     ),
     openapi_extra=request_body(CreateSessionRequest),
 )
-async def create_session(request: Request, owner: Owner) -> Response:
-    engine, admission = parts(request)
+async def create_session(request: Request) -> Response:
+    engine, admission, owner = await admit(request)
     body = await admission.read(request, CreateSessionRequest)
     k = admission.k(body.k)
     if body.state is not None:
@@ -62,8 +62,8 @@ async def create_session(request: Request, owner: Owner) -> Response:
     summary="A session's position and timestamps",
     responses=responses(*_KNOWN, ok=SessionInfoResponse),
 )
-async def get_session(request: Request, session_id: str, owner: Owner) -> Response:
-    engine = parts(request)[0]
+async def get_session(request: Request, session_id: str) -> Response:
+    engine, _, owner = await admit(request)
     return json_response(info_payload(await engine.describe_session(session_id, owner)))
 
 
@@ -73,8 +73,8 @@ async def get_session(request: Request, session_id: str, owner: Owner) -> Respon
     responses=responses(*_KNOWN, errors.PayloadTooLarge, ok=FeedResponse),
     openapi_extra=request_body(FeedRequest),
 )
-async def feed(session_id: str, request: Request, owner: Owner) -> Response:
-    engine, admission = parts(request)
+async def feed(session_id: str, request: Request) -> Response:
+    engine, admission, owner = await admit(request)
     body = await admission.read(request, FeedRequest)
     k = admission.k(body.k)
     text = admission.text(body.text)
@@ -87,8 +87,8 @@ async def feed(session_id: str, request: Request, owner: Owner) -> Response:
     summary="Back to the sentence start, position 0",
     responses=responses(*_KNOWN, ok=SessionInfoResponse),
 )
-async def reset(request: Request, session_id: str, owner: Owner) -> Response:
-    engine = parts(request)[0]
+async def reset(request: Request, session_id: str) -> Response:
+    engine, _, owner = await admit(request)
     return json_response(info_payload(await engine.reset_session(session_id, owner)))
 
 
@@ -99,8 +99,8 @@ async def reset(request: Request, session_id: str, owner: Owner) -> Response:
     responses=responses(*_KNOWN, errors.SessionBusy, ok=SessionStepResponse, ok_status=201),
     openapi_extra=request_body(ForkRequest),
 )
-async def fork(session_id: str, request: Request, owner: Owner) -> Response:
-    engine, admission = parts(request)
+async def fork(session_id: str, request: Request) -> Response:
+    engine, admission, owner = await admit(request)
     body = await _optional_body(request, admission, ForkRequest)
     k = admission.k(body.k)
     step = await engine.fork_session(session_id, k, owner, body.exclude_special)
@@ -113,8 +113,8 @@ async def fork(session_id: str, request: Request, owner: Owner) -> Response:
     responses=responses(*_KNOWN, errors.SessionBusy, errors.InvalidRequest, ok=SessionStepResponse),
     openapi_extra=request_body(RewindRequest),
 )
-async def rewind(session_id: str, request: Request, owner: Owner) -> Response:
-    engine, admission = parts(request)
+async def rewind(session_id: str, request: Request) -> Response:
+    engine, admission, owner = await admit(request)
     body = await admission.read(request, RewindRequest)
     k = admission.k(body.k)
     step = await engine.rewind_session(session_id, body.tokens, k, owner, body.exclude_special)
@@ -126,8 +126,8 @@ async def rewind(session_id: str, request: Request, owner: Owner) -> Response:
     summary="The session's state as a signed token (POST /v1/sessions {state} imports it)",
     responses=responses(*_KNOWN, ok=StateResponse),
 )
-async def export_state(request: Request, session_id: str, owner: Owner) -> Response:
-    engine = parts(request)[0]
+async def export_state(request: Request, session_id: str) -> Response:
+    engine, _, owner = await admit(request)
     token, position = await engine.export_state(session_id, owner)
     return json_response({"state": token, "position": position})
 
@@ -147,7 +147,7 @@ async def _optional_body(request: Request, admission: Admission, model: type[Bod
     summary="Delete a session",
     responses=responses(*_COMMON, errors.SessionNotFound),
 )
-async def delete(request: Request, session_id: str, owner: Owner) -> Response:
-    engine = parts(request)[0]
+async def delete(request: Request, session_id: str) -> Response:
+    engine, _, owner = await admit(request)
     await engine.remove_session(session_id, owner)
     return Response(status_code=204)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
 from service.api.convert import generation_request, json_response, predict_payload, score_payload
-from service.api.deps import Owner, parts
+from service.api.deps import admit
 from service.api.errors import error_body, request_body, responses
 from service.api.schemas import (
     GenerateRequest,
@@ -43,8 +43,8 @@ _COMMON = (
     responses=responses(*_COMMON, ok=PredictResponse),
     openapi_extra=request_body(PredictRequest),
 )
-async def predict(request: Request, _: Owner) -> Response:
-    engine, admission = parts(request)
+async def predict(request: Request) -> Response:
+    engine, admission, _ = await admit(request)
     body = await admission.read(request, PredictRequest)
     k = admission.k(body.k)
     result = await engine.predict(admission.text(body.text), k, body.exclude_special)
@@ -57,8 +57,8 @@ async def predict(request: Request, _: Owner) -> Response:
     responses=responses(*_COMMON, ok=ScoreResponse),
     openapi_extra=request_body(ScoreRequest),
 )
-async def score(request: Request, _: Owner) -> Response:
-    engine, admission = parts(request)
+async def score(request: Request) -> Response:
+    engine, admission, _ = await admit(request)
     body = await admission.read(request, ScoreRequest)
     result = await engine.score(admission.text(body.text))
     return json_response(score_payload(engine.model_id, result))
@@ -77,8 +77,8 @@ async def score(request: Request, _: Owner) -> Response:
     },
     openapi_extra=request_body(GenerateRequest),
 )
-async def generate(request: Request, _: Owner) -> Response:
-    engine, admission = parts(request)
+async def generate(request: Request) -> Response:
+    engine, admission, _ = await admit(request)
     body = await admission.read(request, GenerateRequest)
     params = generation_request(body, admission)
     stream = await engine.generate(admission.text(body.text), params)
