@@ -37,6 +37,7 @@ class EngineMetrics:
         self.registry = registry or CollectorRegistry()
         self._queue_and_batches()
         self._sessions()
+        self._prefix_cache()
         self._store()
 
     def _gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
@@ -99,6 +100,8 @@ class EngineMetrics:
             "Session state operations, by kind (fork, rewind, export, import)",
             ("kind",),
         )
+
+    def _prefix_cache(self) -> None:
         self.prefix_cache_requests = self._counter(
             "lstm_serve_prefix_cache_requests_total",
             "Stateless requests that looked up the prefix-state cache, by result (hit, miss)",

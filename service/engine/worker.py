@@ -133,24 +133,7 @@ class InferenceWorker:
     def _form_batch(self) -> tuple[list[WorkItem], list[Callback]]:
         """Choose this step's items (called with the lock held)."""
         callbacks: list[Callback] = []
-        batch: list[WorkItem] = []
-        busy: set[int] = set()
-        still_active: list[WorkItem] = []
-        for item in self._active:
-            gen = item.generation
-            assert gen is not None
-            if item.cancelled and gen.finishing is None:
-                gen.finishing = FinishReason.CANCELLED
-            if gen.finishing is not None and not (gen.keep_state and gen.pending):
-                callbacks.append((gen.emit, DoneEvent(gen.finishing)))
-                continue
-            still_active.append(item)
-            busy.add(id(item.session_key))
-        self._active = still_active
-        # Rotate so that more generations than max_batch_size all make progress.
-        for item in self._active[: self.max_batch_size]:
-            batch.append(item)
-        self._active = self._active[len(batch) :] + self._active[: len(batch)]
+        batch, busy = self._running_generations(callbacks)
         now = time.monotonic()
         tokens = 0
         waiting: list[WorkItem] = []
@@ -182,6 +165,26 @@ class InferenceWorker:
         self._queue = waiting
         self.metrics.queue_depth.set(len(self._queue))
         return batch, callbacks
+
+    def _running_generations(self, callbacks: list[Callback]) -> tuple[list[WorkItem], set[int]]:
+        """This step's running generations (finished ones leave, with their ``Done`` in
+        ``callbacks``) and the sessions they hold."""
+        busy: set[int] = set()
+        still_active: list[WorkItem] = []
+        for item in self._active:
+            gen = item.generation
+            assert gen is not None
+            if item.cancelled and gen.finishing is None:
+                gen.finishing = FinishReason.CANCELLED
+            if gen.finishing is not None and not (gen.keep_state and gen.pending):
+                callbacks.append((gen.emit, DoneEvent(gen.finishing)))
+                continue
+            still_active.append(item)
+            busy.add(id(item.session_key))
+        # Rotate so that more generations than max_batch_size all make progress.
+        batch = still_active[: self.max_batch_size]
+        self._active = still_active[len(batch) :] + batch
+        return batch, busy
 
     def _execute(self, batch: list[WorkItem]) -> list[Callback]:
         rows = [item.row() for item in batch]
