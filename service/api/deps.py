@@ -38,5 +38,4 @@ def parts(request: Request) -> tuple[EngineClient, Admission]:
 async def admit(request: Request) -> tuple[EngineClient, Admission, str | None]:
     """``admitted``, then ``parts``: the first line of every /v1 route."""
     owner = await admitted(request)
-    state = request.app.state
-    return state.engine, state.admission, owner
+    return (*parts(request), owner)

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from service.api.admission import Admission
 from service.api.completions import Choice
 from service.api.convert import json_response
-from service.api.deps import admitted, parts
+from service.api.deps import admit
 from service.api.errors import request_body, status_of
 from service.api.schemas_openai import CompletionRequest, CompletionResponse, OpenAIErrorResponse
 from service.engine.client import (
@@ -82,9 +82,8 @@ class Plan:
     openapi_extra=request_body(CompletionRequest),
 )
 async def completions(request: Request) -> Response:
-    engine, admission = parts(request)
     try:
-        await admitted(request)
+        engine, admission, _ = await admit(request)
         body = await admission.read(request, CompletionRequest)
         plan = _plan(body, admission)
         meta = _meta(engine)
