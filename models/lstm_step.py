@@ -4,10 +4,11 @@ On the CPU, ``nn.LSTM`` hands a one-step call to oneDNN, which re-lays the weigh
 every call: for the 2 x 650 model that costs ~10 ms per call whatever the batch (one row:
 13.8 ms, against 4.0 ms here; 25 rows: 17.7 against 12.2; 64 rows: 26.8 against 19.1;
 2-vCPU VM, one torch thread). Decode steps (session feeds, generation, prompts that the
-prefix cache cut to one word) are exactly such calls. From ~128 rows up oneDNN's batched
-kernel is as fast or faster, so without the gate table below larger batches keep
-``nn.LSTM``; sequences and other devices always do. The two agree to within ~6e-6
-(float32 summation order).
+prefix cache cut to one word) are exactly such calls, and so are steps whose rows are at
+most two tokens (``LanguageModel._short_rows``: one step, then one over the two-token
+rows). From ~128 rows up oneDNN's batched kernel is as fast or faster, so without the gate
+table below larger batches keep ``nn.LSTM``; longer sequences and other devices always do.
+The two agree to within ~6e-6 (float32 summation order).
 
 A served model's first layer sees only embedding rows, so its input gates can be read
 from a table of every word's ``embedding @ W_ih.T + b_ih`` (``input_gate_table``, built

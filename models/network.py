@@ -18,6 +18,9 @@ from models import lstm_step
 from models.cells import make_layer
 from models.config import ModelConfig
 
+# Rows of at most this many tokens run as one-token steps (``_short_rows``), not packed.
+SHORT_ROW_TOKENS = 2
+
 State = tuple[Tensor, Tensor]
 
 
@@ -111,12 +114,18 @@ class LanguageModel(nn.Module):
         Returns:
             The top layer's outputs ``[B, T', H]`` (``T'`` the longest length; zeros past a
             row's end) and each row's state after its own last token. No dropout: this is
-            the inference path; single-token batches (decode steps) skip packing.
+            the inference path. Single-token batches (decode steps) skip packing, and so do
+            batches of rows no longer than ``SHORT_ROW_TOKENS`` (``_short_rows``).
         """
-        packed = max(lengths) > 1
+        longest = max(lengths)
         table = self._gate_table_for(tokens)
-        if not packed and lstm_step.applies(self.layers, tokens, table is not None):
-            return self._one_token_step(tokens[:, 0], state, table)
+        if longest <= SHORT_ROW_TOKENS and lstm_step.applies(
+            self.layers, tokens, table is not None
+        ):
+            if longest == 1:
+                return self._one_token_step(tokens[:, 0], state, table)
+            return self._short_rows(tokens, lengths, state, table)
+        packed = longest > 1
         x = self.embedding(tokens)
         sequence: Tensor | PackedSequence = (
             pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
@@ -132,6 +141,26 @@ class LanguageModel(nn.Module):
         if isinstance(sequence, PackedSequence):
             sequence = pad_packed_sequence(sequence, batch_first=True)[0]
         return sequence, (torch.cat(h_out), torch.cat(c_out))
+
+    def _short_rows(
+        self, tokens: Tensor, lengths: list[int], state: State, table: Tensor | None
+    ) -> tuple[Tensor, State]:
+        """Rows of a few tokens as one-token steps, each over the rows still going.
+
+        A session feed is mostly one word, but a clitic (``it 's``) or a sentence's last
+        word with its ``<eos>`` is two tokens. One such row among 250 one-token feeds used
+        to send the whole step down ``nn.LSTM``'s packed path (BENCHMARKS §0.4)."""
+        going, longest = torch.tensor(lengths, device=tokens.device), max(lengths)
+        out, (h, c) = self._one_token_step(tokens[:, 0], state, table)
+        out = torch.cat([out, out.new_zeros(out.shape[0], longest - 1, out.shape[2])], 1)
+        for t in range(1, longest):
+            rows = torch.nonzero(going > t).squeeze(1)
+            row_state = (h.index_select(1, rows), c.index_select(1, rows))
+            top, (row_h, row_c) = self._one_token_step(tokens[rows, t], row_state, table)
+            out[:, t].index_copy_(0, rows, top[:, 0])
+            h.index_copy_(1, rows, row_h)
+            c.index_copy_(1, rows, row_c)
+        return out, (h, c)
 
     def _one_token_step(
         self, tokens: Tensor, state: State, table: Tensor | None

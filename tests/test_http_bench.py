@@ -175,3 +175,21 @@ def test_summary_ratios_and_targets() -> None:
     assert summary["http_over_litserve"] == pytest.approx(2.0)
     assert summary["lone_added_ms"] == pytest.approx(0.5)
     assert all(summary["met"].values())
+
+
+def test_websocket_ratio_is_against_the_engine_fed_the_same_words() -> None:
+    from bench.http.targets import summarize
+
+    def loadgen(rate: float, p99: float) -> dict[str, object]:
+        return {"ops": {"ws_feed": {"throughput_rps": rate, "latency_ms": {"p99": p99}}}}
+
+    ws = {
+        "engine": {"feeds_per_s": 2500.0},  # the WebSocket client's words
+        "engine_one_token": {"feeds_per_s": 3000.0},  # for reference only
+        "closed": loadgen(2100.0, 500.0),
+        "open": {**loadgen(1990.0, 80.0), "rate": 2000},
+    }
+    summary = summarize([], ws)
+    assert summary["ws_over_engine"] == pytest.approx(0.84)
+    assert summary["ws_engine_one_token_feeds_per_s"] == 3000.0
+    assert summary["met"] == {"ws >= 80% engine": True, "ws p99 <= 100 ms at 80%": True}

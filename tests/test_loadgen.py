@@ -24,7 +24,7 @@ import pytest
 from bench.loadgen import main
 from bench.loadgen.config import RunConfig
 from bench.loadgen.driver import arrival_offsets, run_worker
-from bench.loadgen.runner import merge
+from bench.loadgen.runner import loop_in_use, merge
 from bench.loadgen.stats import Recorder, percentile, summarize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -304,6 +304,8 @@ def echo_url() -> Iterator[str]:
     [
         ("predict", ["--concurrency", "4"]),
         ("ws", ["--concurrency", "4", "--processes", "2"]),
+        ("ws", ["--concurrency", "4", "--loop", "asyncio"]),
+        ("ws", ["--concurrency", "4", "--loop", "uvloop"]),
     ],
 )
 def test_bounded_run_against_echo_app(
@@ -334,3 +336,5 @@ def test_bounded_run_against_echo_app(
     assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
     assert total["throughput_rps"] > 0 and run["client"]["cpu_s"] > 0
     assert len(run["client"]["cpu_util_per_process"]) == run["processes"]
+    loop = extra[extra.index("--loop") + 1] if "--loop" in extra else loop_in_use("auto")
+    assert run["loop"] == loop

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from models.config import ModelConfig
@@ -139,3 +141,38 @@ def test_with_the_table_a_large_one_word_batch_steps_from_it_and_agrees_with_nn_
     torch.testing.assert_close(top, ref_top, rtol=0, atol=1e-5)
     torch.testing.assert_close((h, c), (ref_h, ref_c), rtol=0, atol=1e-5)
     assert not torch.allclose(zeroed, ref_top, atol=1e-3)
+
+
+def test_rows_of_one_and_two_tokens_step_like_each_row_alone(monkeypatch: Any) -> None:
+    """A batch of one- and two-token rows (session feeds: a word, a clitic, a word and its
+    <eos>) runs as one-token steps (``_short_rows``), not packed, with the same results
+    as each row alone through ``nn.LSTM``, zeros past each row's end."""
+    calls: list[int] = []
+    short_rows = LanguageModel._short_rows
+
+    def spy(self: LanguageModel, *args: Any) -> Any:
+        calls.append(1)
+        return short_rows(self, *args)
+
+    monkeypatch.setattr(LanguageModel, "_short_rows", spy)
+    for serving in (False, True):
+        model = _model(seed=5)
+        if serving:
+            model.prepare_for_serving()  # the first layer's gates from the table
+        tokens = torch.randint(0, 50, (5, 2))
+        lengths = [1, 2, 1, 2, 1]
+        h0, c0 = torch.randn(2, 5, 12), torch.randn(2, 5, 12)
+        with torch.inference_mode():
+            out, (h, c) = model.packed_hidden_states(tokens, lengths, (h0, c0))
+            for row, n in enumerate(lengths):
+                alone, (ah, ac) = model.hidden_states(
+                    tokens[row : row + 1, :n], (h0[:, row : row + 1], c0[:, row : row + 1])
+                )
+                torch.testing.assert_close(out[row, :n], alone[0], atol=1e-5, rtol=1e-5)
+                assert torch.all(out[row, n:] == 0)
+                torch.testing.assert_close(h[:, row], ah[:, 0], atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(c[:, row], ac[:, 0], atol=1e-5, rtol=1e-5)
+    assert len(calls) == 2
+    with torch.inference_mode():  # a three-token row: packed, as before
+        model.packed_hidden_states(torch.randint(0, 50, (2, 3)), [3, 1], (h0[:, :2], c0[:, :2]))
+    assert len(calls) == 2

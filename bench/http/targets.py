@@ -8,7 +8,8 @@ of 64 and the engine alone (``bench.micro.engine_bench``, ids, 1 torch thread), 
 ``lstm-serve`` with default settings over HTTP, (d) the LitServe peer. Server CPU is
 utime+stime of the server's process and all its descendants from /proc over the wrk
 window; client CPU is wrk's own. A lone request (wrk, 1 connection) is compared with the
-bare model step. Then WebSocket: 1,000 sessions back to back vs the engine's own feeds/s,
+bare model step. Then WebSocket: 1,000 sessions back to back vs the engine's own feeds/s
+of the same words (the load generator's text stream, 8 % of whose feeds are two tokens),
 and open loop at 80 % of that rate. Before each measurement the 1-minute load average
 must fall below ``--max-load`` (others share the machine); it is recorded either way.
 Summary: ``--out`` (``targets.json``); raw outputs: git-ignored ``bench/out/targets``.
@@ -142,14 +143,23 @@ def predict_round(args: argparse.Namespace, round_: int) -> dict[str, Any]:
 
 
 def ws_part(args: argparse.Namespace) -> dict[str, Any]:
-    """1,000 WebSocket sessions back to back vs the engine's own feeds; then 80 % open loop."""
+    """1,000 WebSocket sessions back to back vs the engine's own feeds of the same words
+    (``--feed-words loadgen``), and of one PTB token each for reference; then open loop at
+    80 % of the engine's rate."""
     print("[ws]", flush=True)
     feeds = ["--feed-sessions", "1000", "--feed-concurrency", "1000"]
     feeds += ["--duration-s", str(args.duration_s)]
-    engine = engine_alone(args, "engine-feeds", "feeds", feeds)["feeds"][0]
-    print(f"  engine feeds: {engine['feeds_per_s']:.0f}/s p99 {engine['p99']:.1f} ms", flush=True)
+    out: dict[str, Any] = {}
+    for words in ("bodies", "loadgen"):
+        run = engine_alone(args, f"engine-feeds-{words}", "feeds", [*feeds, "--feed-words", words])
+        out["engine" if words == "loadgen" else "engine_one_token"] = engine = run["feeds"][0]
+        print(
+            f"  engine feeds ({words} words, {engine['tokens_per_feed']:.3f} tokens each): "
+            f"{engine['feeds_per_s']:.0f}/s p99 {engine['p99']:.1f} ms",
+            flush=True,
+        )
+    engine = out["engine"]
     args.raw = RAW
-    out: dict[str, Any] = {"engine": engine}
     server = lstm_serve(args, "ws")
     try:
         out["load_before"] = wait_quiet(args.max_load, args.patience_s)
@@ -226,6 +236,7 @@ def _ws_summary(ws: dict[str, Any]) -> dict[str, Any]:
     s: dict[str, Any] = {
         "ws_feeds_per_s": closed["throughput_rps"],
         "ws_engine_feeds_per_s": ws["engine"]["feeds_per_s"],
+        "ws_engine_one_token_feeds_per_s": ws["engine_one_token"]["feeds_per_s"],
         "ws_open_rate": ws["open"]["rate"],
         "ws_open_p99_ms": opened["latency_ms"]["p99"],
         "ws_open_achieved": opened["throughput_rps"],

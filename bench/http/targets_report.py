@@ -54,7 +54,9 @@ def render(doc: dict[str, Any]) -> str:
     if "ws_feeds_per_s" in s:
         lines.append(
             f"WebSocket, 1,000 sessions back to back: **{_f(s['ws_feeds_per_s'])} feeds/s** vs "
-            f"the engine's own {_f(s['ws_engine_feeds_per_s'])} (**{s['ws_over_engine']:.0%}**); "
+            f"the engine's own {_f(s['ws_engine_feeds_per_s'])} of the same words "
+            f"(**{s['ws_over_engine']:.0%}**; one PTB token per feed: "
+            f"{_f(s.get('ws_engine_one_token_feeds_per_s'))}); "
             f"open loop at {_f(s['ws_open_rate'])} feeds/s offered (80 %): answered "
             f"{_f(s['ws_open_achieved'])}/s, p99 **{_f(s['ws_open_p99_ms'], 1)} ms**."
         )

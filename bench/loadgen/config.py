@@ -11,6 +11,7 @@ MIX_OPS = ("predict", "score", "feed", "generate")
 DEFAULT_MIX = {"predict": 4.0, "score": 2.0, "feed": 3.0, "generate": 1.0}
 DEFAULT_CLOSED_CONCURRENCY = 8
 DEFAULT_OPEN_CONNECTIONS = 256
+LOOPS = ("auto", "uvloop", "asyncio")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class RunConfig:
     max_inflight: int = 10_000
     preconnect: bool = False  # open the HTTP pool before the timed phase
     processes: int = 1
+    loop: str = "auto"  # the client's event loop: "uvloop", "asyncio", or uvloop if installed
     phase_s: float = 0.0  # open loop: offset of this worker's first arrival
 
     def __post_init__(self) -> None:
@@ -51,6 +53,8 @@ class RunConfig:
             raise ValueError("concurrency, processes and max_inflight must be >= 1")
         if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be > 0")
+        if self.loop not in LOOPS:
+            raise ValueError(f"loop must be one of {LOOPS}")
         if self.arrival not in ("uniform", "poisson"):
             raise ValueError("arrival must be 'uniform' or 'poisson'")
         if self.duration_s is None and self.requests is None:

@@ -81,7 +81,8 @@ def client_line(result: dict[str, Any]) -> str:
     per = ", ".join(f"{u:.0%}" for u in utils)
     lag = client["loop_lag_ms"]
     line = (
-        f"client CPU: {client['cpu_s']:.1f} s = {sum(utils):.2f} cores (per process: {per}); "
+        f"client CPU ({result.get('loop', 'asyncio')}): {client['cpu_s']:.1f} s = "
+        f"{sum(utils):.2f} cores (per process: {per}); "
         f"event-loop lag p50 {_num(lag['p50'], 1)} ms, p99 {_num(lag['p99'], 1)} ms"
     )
     if client["saturated"]:

@@ -9,16 +9,19 @@ start together (a barrier after their setup), and their raw records are merged h
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import math
 import multiprocessing as mp
 import queue
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from bench.loadgen.config import RunConfig
 from bench.loadgen.driver import run_worker
 from bench.loadgen.stats import Recorder, latency_summary_ms, percentile, summarize
 
+T = TypeVar("T")
 BARRIER_TIMEOUT_S = 300.0
 # A client process above this share of one core was probably the bottleneck.
 CPU_SATURATED = 0.85
@@ -26,10 +29,28 @@ CPU_SATURATED = 0.85
 LOOP_LAG_BUSY_S = 0.02
 
 
+def loop_in_use(name: str) -> str:
+    """The event loop a client process runs: ``auto`` is uvloop where it is installed."""
+    if name != "auto":
+        return name
+    return "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+
+
+def run_in_loop(name: str, main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on the client's event loop. uvloop's transports cost the WebSocket
+    client about a third less CPU per feed than asyncio's (BENCHMARKS §0.3), CPU that
+    the server shares on a small box."""
+    if loop_in_use(name) == "asyncio":
+        return asyncio.run(main)
+    import uvloop
+
+    return uvloop.run(main)
+
+
 def _worker_main(cfg: RunConfig, barrier: Any, results: Any, index: int) -> None:
     """Entry point of a spawned worker: run its share, put ``(index, result)`` on the queue."""
     try:
-        result = asyncio.run(run_worker(cfg, lambda: barrier.wait(BARRIER_TIMEOUT_S)))
+        result = run_in_loop(cfg.loop, run_worker(cfg, lambda: barrier.wait(BARRIER_TIMEOUT_S)))
     except BaseException as exc:  # reported by the parent; the worker must not hang it
         barrier.abort()
         results.put((index, {"failed": repr(exc)}))
@@ -78,7 +99,7 @@ def _run_processes(cfg: RunConfig) -> list[dict[str, Any]]:
 
 def run(cfg: RunConfig) -> dict[str, Any]:
     """Run ``cfg`` and return its JSON-ready result (see ``docs/LOADTEST.md``)."""
-    parts = [asyncio.run(run_worker(cfg))] if cfg.processes == 1 else _run_processes(cfg)
+    parts = [run_in_loop(cfg.loop, run_worker(cfg))] if cfg.processes == 1 else _run_processes(cfg)
     return merge(cfg, parts)
 
 
@@ -101,6 +122,7 @@ def merge(cfg: RunConfig, parts: list[dict[str, Any]]) -> dict[str, Any]:
         "concurrency": cfg.concurrency,
         "rate": cfg.rate,
         "processes": cfg.processes,
+        "loop": loop_in_use(cfg.loop),
         "elapsed_s": end - start,
         "window_s": window_s,
         "dispatched": sum(p["dispatched"] for p in parts),

@@ -18,7 +18,7 @@ import itertools
 import os
 import ssl
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -72,9 +72,8 @@ class _Connection(asyncio.Protocol):
         self._refusal: tuple[int, int] | None = None  # (status, body bytes expected)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.transport.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._refusal is not None:

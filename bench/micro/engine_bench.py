@@ -28,7 +28,16 @@ from typing import Any
 import torch
 
 from bench.http.padded import padded_top_k
-from bench.micro.workload import VIAS, Workload, closed_loop, engine_client, local_engine, workload
+from bench.loadgen.texts import TextSource
+from bench.micro.workload import (
+    VIAS,
+    Workload,
+    closed_loop,
+    engine_client,
+    loadgen_feed_ids,
+    local_engine,
+    workload,
+)
 from models.checkpoint import Checkpoint, load
 from service.cpu_sharing import tune_garbage_collector
 from service.engine.core import EngineConfig, GenerationRequest
@@ -37,6 +46,7 @@ from service.engine.runner import Row
 from service.engine.sampling import SamplingParams
 
 PARTS = "bare,lone,predict,feeds,generation,memory"
+LOADGEN_FEEDS = 20_000  # words of the load generator's text stream, fed round-robin
 
 
 def bare_model(
@@ -125,10 +135,17 @@ async def predict_sweep(
 async def session_feeds(
     config: EngineConfig, work: Workload, via: str, sessions: int, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """One-word feeds (k=5) spread over ``sessions`` live sessions, closed loop."""
+    """One-word feeds (k=5) spread over ``sessions`` live sessions, closed loop: one token
+    of the bodies each, or (``--feed-words loadgen``) the words ``lstm-serve-bench ws``
+    sends, so that the engine alone and a WebSocket run feed the same words."""
     cfg = replace(config, max_queue=8192, max_sessions=sessions * 2)
-    words = [ids[j : j + 1] for ids in work.ids for j in range(len(ids))]
-    texts = [w for t in work.texts for w in t.split()]
+    if args.feed_words == "loadgen":
+        words = loadgen_feed_ids(load(config.model_path), LOADGEN_FEEDS)
+        source = TextSource(0)
+        texts = [source.next_word() for _ in range(LOADGEN_FEEDS)]
+    else:
+        words = [ids[j : j + 1] for ids in work.ids for j in range(len(ids))]
+        texts = [w for t in work.texts for w in t.split()]
     rng = random.Random(0)
     if via == "engine":
         async with local_engine(cfg) as engine:
@@ -147,9 +164,17 @@ async def session_feeds(
                 args.feed_concurrency,
                 args.duration_s,
             )
-    result = {"sessions": sessions, "via": via, "feeds_per_s": result["throughput_rps"], **result}
+    result = {
+        "sessions": sessions,
+        "via": via,
+        "words": args.feed_words,
+        "tokens_per_feed": sum(map(len, words)) / len(words),
+        "feeds_per_s": result["throughput_rps"],
+        **result,
+    }
     print(
-        f"feeds via {via} with {sessions} live sessions, {args.feed_concurrency} in flight: "
+        f"feeds ({args.feed_words} words, {result['tokens_per_feed']:.3f} tokens each) "
+        f"via {via} with {sessions} live sessions, {args.feed_concurrency} in flight: "
         f"{result['feeds_per_s']:.0f} feeds/s p50 {result['p50']:.2f} ms "
         f"p99 {result['p99']:.2f} ms",
         flush=True,
@@ -263,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--repeats", type=int, default=200)
     add("--feed-sessions", type=_ints, default=[1000, 10000])
     add("--feed-concurrency", type=int, default=256)
+    add(
+        "--feed-words",
+        choices=("bodies", "loadgen"),
+        default="bodies",
+        help="feeds: one token of the bodies each, or the words lstm-serve-bench ws sends",
+    )
     add("--max-tokens", type=int, default=50)
     add("--memory-sessions", type=int, default=100_000)
     add("--device", default="cpu", help="cpu or cuda")

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench.http.bodies import read_texts
 from bench.loadgen.stats import latency_summary_ms
-from bench.loadgen.texts import SENTENCES
+from bench.loadgen.texts import SENTENCES, TextSource
 from models.checkpoint import Checkpoint
 from models.tokenizer import Tokenizer
 from service.engine.client import EngineClient
@@ -40,6 +40,15 @@ class Workload:
 
     texts: list[str]
     ids: list[list[int]]
+
+
+def loadgen_feed_ids(checkpoint: Checkpoint, feeds: int, seed: int = 0) -> list[list[int]]:
+    """The ids of the words ``lstm-serve-bench feed``/``ws`` sends one per feed
+    (``TextSource.next_word``): about 8 % are two tokens (a clitic, or a sentence's last
+    word with its ``<eos>``), each of which costs the engine a second pass of the decoder."""
+    tokenizer = Tokenizer(checkpoint.normalizer, checkpoint.vocabulary)
+    source = TextSource(seed)
+    return [tokenizer.encode(source.next_word())[1] for _ in range(feeds)]
 
 
 def workload(checkpoint: Checkpoint, bodies: Path | None) -> Workload:

@@ -68,7 +68,9 @@ async def stream_endpoint(websocket: WebSocket) -> None:
     connection = StreamConnection(websocket, app.state, session_id, position)
     app.state.drain.streams.add(websocket)
     try:
-        await connection.serve()
+        # Its own task: every wake-up of the message loop (two per feed) then resumes a
+        # few frames, not the ~20 ASGI middleware frames this endpoint runs under.
+        await asyncio.create_task(connection.serve(), name=f"stream-{session_id[:8]}")
     finally:
         app.state.drain.streams.discard(websocket)
         await app.state.engine.detach_stream(session_id)
