@@ -67,8 +67,7 @@ class Submitter:
         try:
             worker.submit(item)
         except ServeError:
-            if item.on_finish is not None:
-                item.on_finish(None)
+            item.finish(None)
             raise
         future = item.future
         assert future is not None
