@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.loadgen.texts import TextSource
 from bench.micro import engine_bench
-from bench.micro.workload import loadgen_feed_ids
+from bench.micro.workload import feed_words, workload
 from models.checkpoint import load
 from models.tokenizer import Tokenizer
 
@@ -18,10 +18,13 @@ DEFAULT_MODEL = ROOT / "models" / "default"
 
 def test_loadgen_feed_ids_are_the_words_the_load_generator_sends() -> None:
     checkpoint = load(DEFAULT_MODEL)
-    ids = loadgen_feed_ids(checkpoint, 2000)
+    feeds = feed_words(checkpoint, workload(checkpoint, None), "loadgen")
     tokenizer = Tokenizer(checkpoint.normalizer, checkpoint.vocabulary)
     source = TextSource(0)
-    assert ids == [tokenizer.encode(source.next_word())[1] for _ in range(2000)]
+    words = [source.next_word() for _ in range(len(feeds.ids))]
+    assert feeds.texts == words
+    assert feeds.ids == [tokenizer.encode(word)[1] for word in words]
+    ids = feeds.ids
     two = sum(len(feed) == 2 for feed in ids)
     assert all(1 <= len(feed) <= 2 for feed in ids)
     assert 0.03 < two / len(ids) < 0.15  # clitics and sentence ends (<eos>)

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import random
-import resource
 import statistics
 import time
 from dataclasses import replace
@@ -28,13 +26,13 @@ from typing import Any
 import torch
 
 from bench.http.padded import padded_top_k
-from bench.loadgen.texts import TextSource
+from bench.micro.session_memory import session_memory
 from bench.micro.workload import (
     VIAS,
     Workload,
     closed_loop,
     engine_client,
-    loadgen_feed_ids,
+    feed_words,
     local_engine,
     workload,
 )
@@ -46,7 +44,6 @@ from service.engine.runner import Row
 from service.engine.sampling import SamplingParams
 
 PARTS = "bare,lone,predict,feeds,generation,memory"
-LOADGEN_FEEDS = 20_000  # words of the load generator's text stream, fed round-robin
 
 
 def bare_model(
@@ -133,19 +130,13 @@ async def predict_sweep(
 
 
 async def session_feeds(
-    config: EngineConfig, work: Workload, via: str, sessions: int, args: argparse.Namespace
+    config: EngineConfig, feeds: Workload, via: str, sessions: int, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """One-word feeds (k=5) spread over ``sessions`` live sessions, closed loop: one token
-    of the bodies each, or (``--feed-words loadgen``) the words ``lstm-serve-bench ws``
-    sends, so that the engine alone and a WebSocket run feed the same words."""
+    """One-word feeds (k=5) spread over ``sessions`` live sessions, closed loop; the words
+    are ``--feed-words`` (``feed_words``): ``loadgen`` makes the engine alone and a
+    WebSocket run feed the same words."""
     cfg = replace(config, max_queue=8192, max_sessions=sessions * 2)
-    if args.feed_words == "loadgen":
-        words = loadgen_feed_ids(load(config.model_path), LOADGEN_FEEDS)
-        source = TextSource(0)
-        texts = [source.next_word() for _ in range(LOADGEN_FEEDS)]
-    else:
-        words = [ids[j : j + 1] for ids in work.ids for j in range(len(ids))]
-        texts = [w for t in work.texts for w in t.split()]
+    words, texts = feeds.ids, feeds.texts
     rng = random.Random(0)
     if via == "engine":
         async with local_engine(cfg) as engine:
@@ -206,39 +197,6 @@ async def _count(stream: GenerationStream) -> int:
     return len([token async for token in stream])
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * resource.getpagesize()
-
-
-async def session_memory(config: EngineConfig, sessions: int) -> dict[str, Any]:
-    cfg = replace(config, max_sessions=sessions, max_queue=8192)
-    async with local_engine(cfg) as engine:
-        gc.collect()
-        before = _rss_bytes()
-        ops = engine.ops()
-        for start in range(0, sessions, 4096):
-            count = min(4096, sessions - start)
-            await asyncio.gather(*(ops.create([], 5, None) for _ in range(count)))
-        gc.collect()
-        delta = _rss_bytes() - before
-        assert engine.runner is not None
-        per_slot = engine.runner.pool.bytes_per_slot
-    result = {
-        "sessions": sessions,
-        "rss_delta_bytes": delta,
-        "bytes_per_session": delta / sessions,
-        "raw_bytes_per_session": per_slot,
-        "ratio_to_raw": delta / (per_slot * sessions),
-    }
-    print(
-        f"{sessions} live sessions: RSS +{delta / 2**20:.1f} MiB "
-        f"({result['ratio_to_raw']:.2f}x raw, {result['bytes_per_session']:.0f} B/session)",
-        flush=True,
-    )
-    return result
-
-
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     config = EngineConfig(args.model, device=args.device, threads=args.threads)
     checkpoint = load(args.model)
@@ -259,8 +217,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     if "predict" in parts:
         out["predict"] = await predict_sweep(config, work, args)
     if "feeds" in parts:
+        feeds = feed_words(checkpoint, work, args.feed_words)
         out["feeds"] = [
-            await session_feeds(config, work, args.via, n, args) for n in args.feed_sessions
+            await session_feeds(config, feeds, args.via, n, args) for n in args.feed_sessions
         ]
     if "generation" in parts:
         out["generation"] = await generation(config, work, args)

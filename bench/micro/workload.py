@@ -42,13 +42,21 @@ class Workload:
     ids: list[list[int]]
 
 
-def loadgen_feed_ids(checkpoint: Checkpoint, feeds: int, seed: int = 0) -> list[list[int]]:
-    """The ids of the words ``lstm-serve-bench feed``/``ws`` sends one per feed
-    (``TextSource.next_word``): about 8 % are two tokens (a clitic, or a sentence's last
-    word with its ``<eos>``), each of which costs the engine a second pass of the decoder."""
+LOADGEN_FEEDS = 20_000  # words of the load generator's text stream, fed round-robin
+
+
+def feed_words(checkpoint: Checkpoint, work: Workload, words: str) -> Workload:
+    """What session feeds send, one entry per feed: ``bodies``, one token of the bodies
+    each; ``loadgen``, the words ``lstm-serve-bench feed``/``ws`` sends
+    (``TextSource.next_word``), about 8 % of which are two tokens (a clitic, or a
+    sentence's last word with its ``<eos>``) that cost the engine a second decoder pass."""
+    if words == "bodies":
+        ids = [ids[j : j + 1] for ids in work.ids for j in range(len(ids))]
+        return Workload([w for t in work.texts for w in t.split()], ids)
     tokenizer = Tokenizer(checkpoint.normalizer, checkpoint.vocabulary)
-    source = TextSource(seed)
-    return [tokenizer.encode(source.next_word())[1] for _ in range(feeds)]
+    source = TextSource(0)
+    texts = [source.next_word() for _ in range(LOADGEN_FEEDS)]
+    return Workload(texts, [tokenizer.encode(text)[1] for text in texts])
 
 
 def workload(checkpoint: Checkpoint, bodies: Path | None) -> Workload:
