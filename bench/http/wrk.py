@@ -58,9 +58,14 @@ def parse_wrk(text: str) -> dict[str, Any]:
 
 
 def wrk_command(
-    url: str, connections: int, duration_s: float, script: Path | None = None
+    url: str,
+    connections: int,
+    duration_s: float,
+    script: Path | None = None,
+    threads: int | None = None,
 ) -> list[str]:
-    threads = max(1, min(2, connections))
+    """wrk's command line; ``threads`` defaults to 2 (one core of this 2-CPU box each)."""
+    threads = max(1, min(threads or 2, connections))
     return [
         "wrk",
         f"-t{threads}",
@@ -82,8 +87,9 @@ def run_wrk(
     raw: Path | None,
     script: Path | None = None,
     env: dict[str, str] | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    cmd = wrk_command(url, connections, duration_s, script)
+    cmd = wrk_command(url, connections, duration_s, script, threads)
     proc = subprocess.run(
         cmd,
         capture_output=True,

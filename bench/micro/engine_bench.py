@@ -198,7 +198,13 @@ async def _count(stream: GenerationStream) -> int:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    config = EngineConfig(args.model, device=args.device, threads=args.threads)
+    config = EngineConfig(
+        args.model,
+        device=args.device,
+        threads=args.threads,
+        max_batch_size=args.max_batch_size,
+        cuda_graphs=args.cuda_graphs,
+    )
     checkpoint = load(args.model)
     work = workload(checkpoint, args.bodies)
     out: dict[str, Any] = {
@@ -207,6 +213,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "model": str(args.model),
         "device": args.device,
+        "cuda_graphs": args.cuda_graphs,
+        "max_batch_size": args.max_batch_size,
         "bodies": str(args.bodies or "bench.loadgen.texts"),
     }
     parts = set(args.parts.split(","))
@@ -256,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-tokens", type=int, default=50)
     add("--memory-sessions", type=int, default=100_000)
     add("--device", default="cpu", help="cpu or cuda")
+    add("--cuda-graphs", action="store_true", help="replay one-token steps from CUDA graphs")
+    add("--max-batch-size", type=int, default=256, help="feeds/lone: most rows in one step")
     add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add("--json", type=Path)
     return parser

@@ -33,7 +33,7 @@ from models.network import LanguageModel
 
 State = tuple[Tensor, Tensor]
 
-DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+DEFAULT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (cuDNN/cuBLAS set-up)
 
 logger = logging.getLogger(__name__)

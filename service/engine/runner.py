@@ -198,9 +198,11 @@ class ModelRunner:
             return None, h, c
         lengths = [len(rows[i].tokens) for i in active]
         longest = max(lengths)
-        padded = torch.zeros(len(active), longest, dtype=torch.long)
-        for j, i in enumerate(active):
-            padded[j, : lengths[j]] = torch.tensor(rows[i].tokens)
+        # One tensor from one padded list: a torch.tensor per row cost ~10 us a row.
+        padded = torch.tensor(
+            [[*rows[i].tokens, *[0] * (longest - n)] for i, n in zip(active, lengths, strict=True)],
+            dtype=torch.long,
+        )
         index = torch.tensor(active, device=self.device)
         state = (h.index_select(1, index), c.index_select(1, index))
         tokens = padded.to(self.device)

@@ -3,13 +3,13 @@
 Each incoming message is a list of requests (``service.engine.wire``); each request runs
 as its own task against the ``Engine``, and its results go back to the API process that
 asked. Replies are collected and sent once per event-loop turn, one message per API
-process, so a step that finishes 64 requests costs one system call, not 64.
+process, so a step that finishes 64 requests costs one system call, not 64. The socket is
+read from the loop's reader callback (``service.engine.loop_socket``), not pyzmq's futures.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -18,13 +18,13 @@ from typing import Any
 
 import msgspec
 import zmq
-import zmq.asyncio
 
 from service.engine import wire
 from service.engine.core import Engine
 from service.engine.deadlines import Deadlines
 from service.engine.errors import ServeError
 from service.engine.generation import GenerationStream
+from service.engine.loop_socket import LoopSocket
 from service.engine.params import GenerationRequest, SamplingParams
 from service.engine.results import SessionInfo, Step
 
@@ -40,11 +40,7 @@ class EngineServer:
         # Every call ends by its deadline, whatever it waits for (a frozen session store
         # included); the work items inside have the same deadline, this is the backstop.
         self.deadline_s = engine.config.request_timeout_s + DEADLINE_MARGIN_S
-        self._context = zmq.asyncio.Context()
-        self._socket = self._context.socket(zmq.ROUTER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.SNDHWM, 0)
-        self._socket.setsockopt(zmq.RCVHWM, 0)
+        self._socket = LoopSocket(zmq.ROUTER, self._receive)
         self._outbox: dict[bytes, list[wire.Reply]] = {}
         self._flush_scheduled = False
         self._running: dict[Key, asyncio.Task[None]] = {}
@@ -52,37 +48,31 @@ class EngineServer:
         self._deadlines = Deadlines()  # the backstop of every call but a generation
         self._handler_table: dict[type, Callable[[bytes, Any], Awaitable[Any]]] = {}
         self._streams: dict[Key, GenerationStream] = {}
-        self._receiver: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._socket.bind(self.address)
+        self._socket.socket.bind(self.address)
         self._handler_table = self._handlers()
-        self._receiver = asyncio.create_task(self._receive(), name="engine-receive")
+        self._socket.start()
 
     async def stop(self) -> None:
         """Stop reading requests; what runs finishes (or fails) on its own."""
-        if self._receiver is not None:
-            self._receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._receiver
+        self._socket.stop_reading()
         if self._running:
             await asyncio.wait(list(self._running.values()), timeout=5)
         self._deadlines.close()
         self._flush()
         self._socket.close()
-        self._context.term()
 
     # ---- receiving -------------------------------------------------------------------
-    async def _receive(self) -> None:
-        while True:
-            identity, payload = await self._socket.recv_multipart()
-            try:
-                requests = wire.REQUESTS.decode(payload)
-            except msgspec.DecodeError:
-                log.exception("undecodable message from an API process")
-                continue
-            for request in requests:
-                self._dispatch(identity, request)
+    def _receive(self, frames: list[bytes]) -> None:
+        identity, payload = frames
+        try:
+            requests = wire.REQUESTS.decode(payload)
+        except msgspec.DecodeError:
+            log.exception("undecodable message from an API process")
+            return
+        for request in requests:
+            self._dispatch(identity, request)
 
     def _dispatch(self, identity: bytes, request: Any) -> None:
         key = (identity, request.rid)
@@ -271,7 +261,7 @@ class EngineServer:
         outbox, self._outbox = self._outbox, {}
         for identity, messages in outbox.items():
             try:
-                self._socket.send_multipart([identity, wire.ENCODER.encode(messages)], copy=False)
+                self._socket.send([identity, wire.ENCODER.encode(messages)])
             except zmq.ZMQError:
                 log.exception("could not answer an API process")
 
