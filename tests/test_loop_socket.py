@@ -14,7 +14,7 @@ from service.engine.loop_socket import DRAIN_BATCH, LoopSocket
 
 
 async def _echo_pair(
-    address: str, upper: bool = True
+    address: str,
 ) -> tuple[LoopSocket, LoopSocket, list[bytes], asyncio.Event, list[int]]:
     """A ROUTER that answers each message (upper-cased; ``b"boom"`` raises) and a
     DEALER that collects the answers; ``expected[0]`` is how many answers set ``done``."""
@@ -26,7 +26,7 @@ async def _echo_pair(
         identity, payload = frames
         if payload == b"boom":
             raise ValueError("a handler that fails")
-        router.send([identity, payload.upper() if upper else payload])
+        router.send([identity, payload.upper()])
 
     def collect(frames: list[bytes]) -> None:
         replies.append(bytes(frames[0]))
@@ -42,22 +42,28 @@ async def _echo_pair(
     return router, dealer, replies, done, expected
 
 
+async def _answers(address: str, payloads: list[bytes], count: int) -> list[bytes]:
+    """Send every payload before the loop runs either reader; the first ``count``
+    answers."""
+    router, dealer, replies, done, expected = await _echo_pair(address)
+    expected[0] = count
+    for payload in payloads:
+        dealer.send([payload])
+    try:
+        await asyncio.wait_for(done.wait(), 20)
+    finally:
+        router.close()
+        dealer.close()
+    return replies
+
+
 def test_every_message_is_answered_in_order_beyond_one_drain_batch(tmp_path: Path) -> None:
     """More messages than one callback reads: the rest are read on the next turns, and
     the answers sent meanwhile do not swallow the readiness edge."""
 
     async def main() -> list[bytes]:
-        router, dealer, replies, done, expected = await _echo_pair(f"ipc://{tmp_path}/a")
-        count = 3 * DRAIN_BATCH + 5
-        expected[0] = count
-        for i in range(count):  # all queued before the loop runs either reader
-            dealer.send([f"m{i}".encode()])
-        try:
-            await asyncio.wait_for(done.wait(), 20)
-        finally:
-            router.close()
-            dealer.close()
-        return replies
+        payloads = [f"m{i}".encode() for i in range(3 * DRAIN_BATCH + 5)]
+        return await _answers(f"ipc://{tmp_path}/a", payloads, len(payloads))
 
     replies = asyncio.run(main())
     assert replies == [f"M{i}".encode() for i in range(3 * DRAIN_BATCH + 5)]
@@ -65,16 +71,7 @@ def test_every_message_is_answered_in_order_beyond_one_drain_batch(tmp_path: Pat
 
 def test_a_failing_handler_does_not_stop_the_reading(tmp_path: Path) -> None:
     async def main() -> list[bytes]:
-        router, dealer, replies, done, expected = await _echo_pair(f"ipc://{tmp_path}/b")
-        expected[0] = 2
-        for payload in (b"one", b"boom", b"two"):
-            dealer.send([payload])
-        try:
-            await asyncio.wait_for(done.wait(), 20)
-        finally:
-            router.close()
-            dealer.close()
-        return replies
+        return await _answers(f"ipc://{tmp_path}/b", [b"one", b"boom", b"two"], 2)
 
     assert asyncio.run(main()) == [b"ONE", b"TWO"]
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.args import int_list
 from bench.http.bodies import DEFAULT_OUT as BODIES
 from bench.http.parts import print_ws, ws_run
 from bench.http.targets import tree_cpu_s
@@ -149,17 +150,13 @@ def _ratio(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}×"
 
 
-def _ints(spec: str) -> list[int]:
-    return [int(x) for x in spec.split(",") if x.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add = parser.add_argument
     add("--model", type=Path, default=ROOT / "models" / "default")
-    add("--workers", type=_ints, default=[1, 2], help="API process counts, first = baseline")
+    add("--workers", type=int_list, default=[1, 2], help="API process counts, first = baseline")
     add("--device", default="auto", choices=("auto", "cpu", "cuda"))
     add("--cuda-graphs", action="store_true", help="LSTM_SERVE_CUDA_GRAPHS=1")
     add("--max-queue", type=int, default=0, help="LSTM_SERVE_MAX_QUEUE (0: the default)")

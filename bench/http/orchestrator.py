@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.args import int_list
 from bench.http.machine import machine_info, raise_nofile
 from bench.http.overload import part_overload
 from bench.http.parts import best_rps, part_echo, part_predict, part_ws, part_ws_rates
@@ -47,10 +48,6 @@ QUICK_DEFAULTS = {  # --quick: what each option becomes unless given on the comm
     "--ws-rates": ("ws_rates", [20]),
     "--overload-connections": ("overload_connections", 128),
 }
-
-
-def _ints(spec: str) -> list[int]:
-    return [int(x) for x in spec.split(",") if x.strip()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,19 +94,19 @@ def _add_level_options(p: argparse.ArgumentParser) -> None:
     """wrk connections and WebSocket sessions/rates: what each part sweeps."""
     p.add_argument(
         "--levels",
-        type=_ints,
+        type=int_list,
         default=list(DEFAULT_LEVELS),
         help="wrk connections (default 1,4,16,64,256)",
     )
     p.add_argument(
         "--ws-levels",
-        type=_ints,
+        type=int_list,
         default=list(DEFAULT_WS_LEVELS),
         help="concurrent WebSocket sessions (default 100,1000,5000)",
     )
     p.add_argument(
         "--ws-rates",
-        type=_ints,
+        type=int_list,
         default=list(DEFAULT_WS_RATES),
         help="open-loop feeds/s over 1,000 sessions (default 500,1000,1500,2000)",
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from bench.args import int_list
 from bench.http.padded import padded_top_k
 from bench.micro.session_memory import session_memory
 from bench.micro.workload import (
@@ -236,10 +237,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _ints(spec: str) -> list[int]:
-    return [int(x) for x in spec.split(",") if x.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -249,11 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--bodies", type=Path, help="JSON-lines bodies (bench.http.bodies); default: built-in")
     add("--parts", default=PARTS, help=f"which sections to run (default {PARTS})")
     add("--via", choices=VIAS, default="engine", help="how predict/feeds reach the engine")
-    add("--levels", type=_ints, default=[1, 4, 16, 64, 256], help="predict concurrency")
-    add("--batch-sizes", type=_ints, default=[256, 1], help="max_batch_size (1 = off)")
+    add("--levels", type=int_list, default=[1, 4, 16, 64, 256], help="predict concurrency")
+    add("--batch-sizes", type=int_list, default=[256, 1], help="max_batch_size (1 = off)")
     add("--duration-s", type=float, default=5.0)
     add("--repeats", type=int, default=200)
-    add("--feed-sessions", type=_ints, default=[1000, 10000])
+    add("--feed-sessions", type=int_list, default=[1000, 10000])
     add("--feed-concurrency", type=int, default=256)
     add(
         "--feed-words",

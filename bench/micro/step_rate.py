@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import statistics
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from bench.args import int_list
 from models.checkpoint import load
 from service.engine.config import pick_device
 from service.engine.runner import ModelRunner, Row
@@ -57,7 +59,7 @@ def step_rate(
         "steps": len(times),
         "rows_per_s": batch * len(times) / total,
         "step_ms_p50": statistics.median(times) * 1e3,
-        "step_ms_p99": sorted(times)[int(0.99 * (len(times) - 1))] * 1e3,
+        "step_ms_p99": sorted(times)[math.ceil(0.99 * (len(times) - 1))] * 1e3,
     }
 
 
@@ -84,17 +86,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _ints(spec: str) -> list[int]:
-    return [int(x) for x in spec.split(",") if x.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", type=Path, default=Path("models/default"))
     parser.add_argument("--sessions", type=int, default=10_000)
-    parser.add_argument("--batch-sizes", type=_ints, default=[64, 256, 1024])
+    parser.add_argument("--batch-sizes", type=int_list, default=[64, 256, 1024])
     parser.add_argument("--graphs", type=lambda s: s.split(","), default=["off"])
     parser.add_argument("--duration-s", type=float, default=2.0)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -201,10 +201,13 @@ class Engine:
     async def predict(self, ids: list[int], top_k: int) -> list[tuple[int, float]]:
         """The ``top_k`` next words after the sentence start + ``ids``: (id, log-prob).
         Starts from the longest cached prefix of ``ids`` and files the state after them."""
-        pool = self._pool_checked()
-        slot = pool.allocate()
-        item = self._prefix_item(slot, ids, top_k)
-        return (await self.submitter.run(item)).top
+        return (await self.submitter.run(self.predict_item(ids, top_k))).top
+
+    def predict_item(self, ids: list[int], top_k: int) -> WorkItem:
+        """``predict``'s work item, for a caller that queues it itself
+        (``Submitter.start``); its result's ``top`` is the answer."""
+        slot = self._pool_checked().allocate()
+        return self._prefix_item(slot, ids, top_k)
 
     def _prefix_item(
         self, slot: int, ids: list[int], top_k: int, release_slot: bool = True

@@ -19,14 +19,14 @@ from typing import Any
 import msgspec
 import zmq
 
+from service.engine import server_values as values
 from service.engine import wire
 from service.engine.core import Engine
 from service.engine.deadlines import Deadlines
-from service.engine.errors import ServeError
+from service.engine.errors import ServeError, Timeout
 from service.engine.generation import GenerationStream
 from service.engine.loop_socket import LoopSocket
-from service.engine.params import GenerationRequest, SamplingParams
-from service.engine.results import SessionInfo, Step
+from service.engine.work import WorkItem
 
 log = logging.getLogger(__name__)
 Key = tuple[bytes, int]  # (API process identity, request id)
@@ -44,6 +44,7 @@ class EngineServer:
         self._outbox: dict[bytes, list[wire.Reply]] = {}
         self._flush_scheduled = False
         self._running: dict[Key, asyncio.Task[None]] = {}
+        self._predicts: dict[Key, WorkItem] = {}  # answered from callbacks, no task each
         self._expired: set[Key] = set()
         self._deadlines = Deadlines()  # the backstop of every call but a generation
         self._handler_table: dict[type, Callable[[bytes, Any], Awaitable[Any]]] = {}
@@ -57,8 +58,9 @@ class EngineServer:
     async def stop(self) -> None:
         """Stop reading requests; what runs finishes (or fails) on its own."""
         self._socket.stop_reading()
-        if self._running:
-            await asyncio.wait(list(self._running.values()), timeout=5)
+        pending = [*self._running.values(), *(i.future for i in self._predicts.values())]
+        if pending:
+            await asyncio.wait([f for f in pending if f is not None], timeout=5)
         self._deadlines.close()
         self._flush()
         self._socket.close()
@@ -78,6 +80,9 @@ class EngineServer:
         key = (identity, request.rid)
         if isinstance(request, wire.Cancel):
             self._cancel(key)
+            return
+        if type(request) is wire.Predict:
+            self._start_predict(identity, request)
             return
         handler = self._handler_table.get(type(request))
         if handler is None:
@@ -102,6 +107,10 @@ class EngineServer:
         self._expired.discard(key)
 
     def _cancel(self, key: Key) -> None:
+        item = self._predicts.get(key)
+        if item is not None:
+            self.engine.submitter.cancel(item)  # the worker fails it: "cancelled"
+            return
         stream = self._streams.get(key)
         if stream is not None:
             stream.cancel()  # the generation ends with a "cancelled" Done
@@ -114,7 +123,6 @@ class EngineServer:
         return {
             wire.Hello: self._hello,
             wire.Health: self._health,
-            wire.Predict: self._predict,
             wire.Score: self._score,
             wire.Generate: self._generate,
             wire.CreateSession: self._create_session,
@@ -154,6 +162,41 @@ class EngineServer:
         if not isinstance(request, wire.Generate):
             self._reply(identity, wire.Result(rid, value))
 
+    # ---- predict: the hot path, without a task ---------------------------------------
+    def _start_predict(self, identity: bytes, request: wire.Predict) -> None:
+        """Queue a predict and answer it from its future's callback. A task per request
+        (``_run``) and its backstop deadline were ~10 % of the engine loop's time under
+        HTTP predict load (py-spy, BENCHMARKS §0.6); a predict waits for nothing but its
+        work item, whose own deadline ends it."""
+        rid = request.rid
+        try:
+            item = self.engine.predict_item(request.ids, request.top_k)
+            future = self.engine.submitter.start(item)
+        except ServeError as error:
+            self._reply(identity, wire.Failure(rid, error.code, error.message, error.details))
+            return
+        key = (identity, rid)
+        self._predicts[key] = item
+        future.add_done_callback(lambda done: self._predict_done(key, item, done))
+
+    def _predict_done(self, key: Key, item: WorkItem, future: asyncio.Future[Any]) -> None:
+        self._predicts.pop(key, None)
+        identity, rid = key
+        if future.cancelled():
+            self._reply(identity, wire.Failure(rid, "cancelled", "cancelled"))
+            return
+        error = future.exception()
+        if error is None:
+            self._reply(identity, wire.Result(rid, values.top(future.result().top)))
+            return
+        if isinstance(error, Timeout):
+            self.engine.submitter.cancel(item)  # drop it from the queue, if still there
+        if isinstance(error, ServeError):
+            self._reply(identity, wire.Failure(rid, error.code, error.message, error.details))
+            return
+        log.error("engine call Predict failed", exc_info=error)
+        self._reply(identity, wire.Failure(rid, "internal", "internal error"))
+
     # ---- handlers --------------------------------------------------------------------
     async def _hello(self, _: bytes, request: wire.Hello) -> dict[str, Any]:
         ready, reason = self.engine.health()
@@ -168,54 +211,53 @@ class EngineServer:
     async def _health(self, _: bytes, request: wire.Health) -> list[Any]:
         return list(self.engine.health())
 
-    async def _predict(self, _: bytes, request: wire.Predict) -> list[Any]:
-        return _top(await self.engine.predict(request.ids, request.top_k))
-
     async def _score(self, _: bytes, request: wire.Score) -> list[Any]:
         if not request.top_k:
             return await self.engine.score(request.ids)
         logprobs, tops = await self.engine.score_top(request.ids, request.top_k)
-        return [logprobs, [_top(top) for top in tops]]
+        return [logprobs, [values.top(t) for t in tops]]
 
     async def _create_session(self, _: bytes, request: wire.CreateSession) -> list[Any]:
         ops = self.engine.ops()
-        return _step(await ops.create(request.ids, request.top_k, request.owner, request.cache))
+        return values.step(
+            await ops.create(request.ids, request.top_k, request.owner, request.cache)
+        )
 
     async def _feed(self, _: bytes, request: wire.Feed) -> list[Any]:
         step = await self.engine.ops().feed(
             request.session_id, request.ids, request.top_k, request.owner
         )
-        return _step(step)
+        return values.step(step)
 
     async def _reset(self, _: bytes, request: wire.ResetSession) -> list[Any]:
-        return _info(await self.engine.ops().reset(request.session_id, request.owner))
+        return values.info(await self.engine.ops().reset(request.session_id, request.owner))
 
     async def _describe(self, _: bytes, request: wire.DescribeSession) -> list[Any]:
-        return _info(await self.engine.ops().describe(request.session_id, request.owner))
+        return values.info(await self.engine.ops().describe(request.session_id, request.owner))
 
     async def _delete(self, _: bytes, request: wire.DeleteSession) -> None:
         await self.engine.ops().remove(request.session_id, request.owner)
 
     async def _fork(self, _: bytes, request: wire.ForkSession) -> list[Any]:
         states = self.engine.states()
-        return _step(await states.fork(request.session_id, request.owner, request.top_k))
+        return values.step(await states.fork(request.session_id, request.owner, request.top_k))
 
     async def _rewind(self, _: bytes, request: wire.RewindSession) -> list[Any]:
         step = await self.engine.states().rewind(
             request.session_id, request.owner, request.tokens, request.top_k
         )
-        return _step(step)
+        return values.step(step)
 
     async def _export(self, _: bytes, request: wire.ExportState) -> list[Any]:
         return list(await self.engine.states().export(request.session_id, request.owner))
 
     async def _import(self, _: bytes, request: wire.ImportState) -> list[Any]:
         states = self.engine.states()
-        return _step(await states.restore(request.state, request.owner, request.top_k))
+        return values.step(await states.restore(request.state, request.owner, request.top_k))
 
     async def _attach(self, _: bytes, request: wire.AttachStream) -> list[Any]:
         ops = self.engine.ops()
-        return _info(await ops.attach(request.session_id, request.owner, request.cache))
+        return values.info(await ops.attach(request.session_id, request.owner, request.cache))
 
     async def _detach(self, _: bytes, request: wire.DetachStream) -> None:
         self.engine.ops().detach(request.session_id)
@@ -224,7 +266,7 @@ class EngineServer:
         await self.engine.flush_sessions()
 
     async def _generate(self, identity: bytes, request: wire.Generate) -> None:
-        params = _generation_request(request.sampling)
+        params = values.generation_request(request.sampling)
         session = None
         if request.session_id is None:
             stream = await self.engine.generate_cached(request.ids, params)
@@ -238,7 +280,7 @@ class EngineServer:
         try:
             async for token in stream:
                 position = None if start is None else start + token.index + 1
-                top = None if token.top is None else _top(token.top)
+                top = None if token.top is None else values.top(token.top)
                 message = wire.Token(
                     request.rid, token.token_id, token.index, position, token.logprob, top
                 )
@@ -264,25 +306,3 @@ class EngineServer:
                 self._socket.send([identity, wire.ENCODER.encode(messages)])
             except zmq.ZMQError:
                 log.exception("could not answer an API process")
-
-
-def _top(top: list[tuple[int, float]]) -> list[Any]:
-    return [[token_id for token_id, _ in top], [logprob for _, logprob in top]]
-
-
-def _step(step: Step) -> list[Any]:
-    return [step.session_id, step.position, step.logprob, *_top(step.top)]
-
-
-def _info(info: SessionInfo) -> list[Any]:
-    return [info.session_id, info.position, info.created_at, info.last_used_at, info.expires_at]
-
-
-def _generation_request(sampling: wire.Sampling) -> GenerationRequest:
-    return GenerationRequest(
-        max_tokens=sampling.max_tokens,
-        sampling=SamplingParams(sampling.temperature, sampling.top_k, sampling.top_p),
-        seed=sampling.seed,
-        stop_at_eos=sampling.stop_at_eos,
-        logprobs=sampling.logprobs,
-    )

@@ -63,6 +63,17 @@ class Submitter:
     async def run(self, item: WorkItem, while_stopping: bool = False) -> RowResult:
         """Queue ``item`` and await its result (``while_stopping``: also while the engine
         stops, as long as the worker lives — for the final flush of session states)."""
+        future = self.start(item, while_stopping)
+        try:
+            return await future
+        except (Timeout, asyncio.CancelledError):
+            self.cancel(item)
+            raise
+
+    def start(self, item: WorkItem, while_stopping: bool = False) -> asyncio.Future[Any]:
+        """Queue ``item`` under its deadline and return the future of its ``RowResult``,
+        without a coroutine: the engine server answers a predict from the future's
+        callback. Whoever gives up on the future (a timeout, a cancel) calls ``cancel``."""
         worker = self.live_worker() if while_stopping else self.accepting_worker()
         try:
             worker.submit(item)
@@ -73,11 +84,7 @@ class Submitter:
         assert future is not None
         # One shared sweep rather than a timer (or wait_for's two tasks) per request.
         self.deadlines.watch(item.deadline, future, lambda: self._expire(future))
-        try:
-            return await future
-        except (Timeout, asyncio.CancelledError):
-            worker.cancel(item)
-            raise
+        return future
 
     def _expire(self, future: asyncio.Future[Any]) -> None:
         if not future.done():
