@@ -16,10 +16,10 @@ import os
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from service.engine import errors, wire
 from service.engine.errors import InvalidRequest, NotReady, ServeError, Timeout
+from service.engine.loop_socket import LoopSocket
 
 log = logging.getLogger(__name__)
 GRACE_S = 5.0  # past the engine's own deadline, a call gives up on a wedged engine
@@ -36,19 +36,13 @@ class Channel:
         self._outbox: list[wire.Request] = []
         self._flush_scheduled = False
         # Made by open(): an app built but never started (a test) holds no ZeroMQ context.
-        self._context: zmq.asyncio.Context | None = None
-        self._socket: zmq.asyncio.Socket | None = None
-        self._receiver: asyncio.Task[None] | None = None
+        self._socket: LoopSocket | None = None
         self._pidfd: int | None = None
 
     def open(self) -> None:
-        self._context = zmq.asyncio.Context()
-        self._socket = self._context.socket(zmq.DEALER)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.SNDHWM, 0)
-        self._socket.setsockopt(zmq.RCVHWM, 0)
-        self._socket.connect(self.address)
-        self._receiver = asyncio.create_task(self._receive(), name="engine-channel-receive")
+        self._socket = LoopSocket(zmq.DEALER, self._receive)
+        self._socket.socket.connect(self.address)
+        self._socket.start()
 
     def watch(self, pid: int) -> None:
         """Notice the engine's death the moment it happens (Linux pidfd)."""
@@ -80,15 +74,9 @@ class Channel:
 
     async def close(self) -> None:
         self._stop_watching()
-        if self._receiver is not None:
-            self._receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._receiver
         if self._socket is not None:
             self._socket.close()
-        if self._context is not None:
-            self._context.term()
-        self._socket = self._context = None
+        self._socket = None
 
     async def call(self, message: Any) -> Any:
         if self.dead_reason is not None:
@@ -138,7 +126,7 @@ class Channel:
             payload = wire.ENCODER.encode(outbox)
         except (OverflowError, TypeError, ValueError):
             payload = wire.ENCODER.encode(self._encodable(outbox))
-        self._socket.send(payload, copy=False)
+        self._socket.send([payload])
 
     def _encodable(self, outbox: list[Any]) -> list[Any]:
         """The messages that encode; the others' calls fail at once (a value the wire
@@ -161,12 +149,9 @@ class Channel:
         if queue is not None:
             queue.put_nowait(wire.Failure(rid, error.code, error.message))
 
-    async def _receive(self) -> None:
-        while True:
-            assert self._socket is not None
-            payload = await self._socket.recv()
-            for reply in wire.REPLIES.decode(payload):
-                self._deliver(reply)
+    def _receive(self, frames: list[bytes]) -> None:
+        for reply in wire.REPLIES.decode(frames[0]):
+            self._deliver(reply)
 
     def _deliver(self, reply: wire.Reply) -> None:
         queue = self._streams.get(reply.rid)
