@@ -5,13 +5,13 @@ left behind (no pending entry, no state slot)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from service.engine.errors import Overloaded, Timeout
 from tests.engine_harness import LocalEngine, run_engine
-
-LONG_TEXT = " ".join(["the market"] * 20000)  # one step of it takes a while on a CPU
 
 
 async def _nothing_left(engine: LocalEngine) -> tuple[int, int]:
@@ -38,55 +38,73 @@ def test_predicts_are_answered_and_leave_nothing_behind(tiny_checkpoint: Path) -
     assert left == (0, 0)
 
 
+@contextlib.contextmanager
+def _worker_held(engine: LocalEngine) -> Iterator[None]:
+    """The inference thread cannot start a step while this is held: its condition's lock
+    is reentrant, so the event loop (this thread) still queues and cancels items."""
+    lock = engine.worker._cond
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(400):
+        if condition():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError("the engine never got there")
+
+
 def test_a_predict_past_its_deadline_times_out(tiny_checkpoint: Path) -> None:
     async def scenario(engine: LocalEngine) -> tuple[list[Any], tuple[int, int]]:
-        long = asyncio.ensure_future(engine.score(LONG_TEXT))
-        await asyncio.sleep(0.01)  # the long score holds the only row of the next step
-        results = await asyncio.gather(
-            *(engine.predict("the market", k=3) for _ in range(4)), return_exceptions=True
-        )
-        await asyncio.gather(long, return_exceptions=True)
+        with _worker_held(engine):
+            calls = [asyncio.ensure_future(engine.predict("the", k=3)) for _ in range(4)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
         return results, await _nothing_left(engine)
 
-    results, left = run_engine(tiny_checkpoint, scenario, request_timeout_s=0.05, max_batch_size=1)
-    timeouts = [r for r in results if isinstance(r, Timeout)]
-    assert timeouts and all(r.code == "timeout" for r in timeouts)
+    results, left = run_engine(tiny_checkpoint, scenario, request_timeout_s=0.2)
+    assert len(results) == 4
+    assert all(isinstance(r, Timeout) and r.code == "timeout" for r in results)
     assert left == (0, 0)
 
 
 def test_cancelled_predicts_are_dropped_and_the_engine_goes_on(tiny_checkpoint: Path) -> None:
     async def scenario(engine: LocalEngine) -> tuple[int, Any, tuple[int, int], int]:
-        long = asyncio.ensure_future(engine.score(LONG_TEXT))
-        await asyncio.sleep(0.01)
-        queued = [asyncio.ensure_future(engine.predict("the", k=3)) for _ in range(5)]
-        await asyncio.sleep(0.05)  # sent and queued behind the long score
-        for call in queued:
-            call.cancel()  # the client sends Cancel for each
-        cancelled = sum(
-            isinstance(r, asyncio.CancelledError)
-            for r in await asyncio.gather(*queued, return_exceptions=True)
-        )
-        await long
-        steps = engine.worker.steps
+        server = engine.server
+        with _worker_held(engine):
+            queued = [asyncio.ensure_future(engine.predict("the", k=3)) for _ in range(5)]
+            await _until(lambda: len(server._predicts) == 5)  # all queued in the engine
+            steps = engine.worker.steps
+            for call in queued:
+                call.cancel()  # the client sends Cancel for each
+            results = await asyncio.gather(*queued, return_exceptions=True)
+            await _until(lambda: all(item.cancelled for item in server._predicts.values()))
+        cancelled = sum(isinstance(r, asyncio.CancelledError) for r in results)
         after = await engine.predict("the", k=3)
         return cancelled, after, await _nothing_left(engine), engine.worker.steps - steps
 
-    cancelled, after, left, steps = run_engine(tiny_checkpoint, scenario, max_batch_size=1)
+    cancelled, after, left, steps = run_engine(tiny_checkpoint, scenario)
     assert cancelled == 5
-    assert steps <= 2  # the cancelled five never ran (6 steps if they had)
     assert len(after.predictions) == 3
+    assert steps == 1  # only the last predict ran: the five cancelled never did
     assert left == (0, 0)
 
 
 def test_overload_is_answered_at_once(tiny_checkpoint: Path) -> None:
     async def scenario(engine: LocalEngine) -> tuple[list[Any], tuple[int, int]]:
-        results = await asyncio.gather(
-            *(engine.predict(LONG_TEXT, k=3) for _ in range(12)), return_exceptions=True
-        )
+        with _worker_held(engine):
+            calls = [asyncio.ensure_future(engine.predict("the", k=3)) for _ in range(12)]
+            done, _ = await asyncio.wait(calls, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+            assert done  # the overloaded ones are answered while the worker is held
+            await _until(lambda: sum(c.done() for c in calls) == 10)
+        results = await asyncio.gather(*calls, return_exceptions=True)
         return results, await _nothing_left(engine)
 
-    results, left = run_engine(tiny_checkpoint, scenario, max_queue=2, max_batch_size=1)
+    results, left = run_engine(tiny_checkpoint, scenario, max_queue=2)
     overloaded = [r for r in results if isinstance(r, Overloaded)]
-    assert overloaded and all(r.code == "overloaded" for r in overloaded)
-    assert all(not isinstance(r, Exception) or isinstance(r, Overloaded) for r in results)
+    assert len(overloaded) == 10 and all(r.code == "overloaded" for r in overloaded)
+    assert sum(not isinstance(r, Exception) for r in results) == 2  # the queued two
     assert left == (0, 0)
