@@ -146,7 +146,7 @@ class EngineServer:
         try:
             value = await handler(identity, request)
         except ServeError as error:
-            self._reply(identity, wire.Failure(rid, error.code, error.message, error.details))
+            self._reply(identity, values.failure(rid, error))
             return
         except asyncio.CancelledError:
             if (identity, rid) in self._expired:
@@ -173,7 +173,7 @@ class EngineServer:
             item = self.engine.predict_item(request.ids, request.top_k)
             future = self.engine.submitter.start(item)
         except ServeError as error:
-            self._reply(identity, wire.Failure(rid, error.code, error.message, error.details))
+            self._reply(identity, values.failure(rid, error))
             return
         key = (identity, rid)
         self._predicts[key] = item
@@ -192,7 +192,7 @@ class EngineServer:
         if isinstance(error, Timeout):
             self.engine.submitter.cancel(item)  # drop it from the queue, if still there
         if isinstance(error, ServeError):
-            self._reply(identity, wire.Failure(rid, error.code, error.message, error.details))
+            self._reply(identity, values.failure(rid, error))
             return
         log.error("engine call Predict failed", exc_info=error)
         self._reply(identity, wire.Failure(rid, "internal", "internal error"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.engine import wire
+from service.engine.errors import ServeError
 from service.engine.params import GenerationRequest, SamplingParams
 from service.engine.results import SessionInfo, Step
 
@@ -37,3 +38,8 @@ def generation_request(sampling: wire.Sampling) -> GenerationRequest:
         stop_at_eos=sampling.stop_at_eos,
         logprobs=sampling.logprobs,
     )
+
+
+def failure(rid: int, error: ServeError) -> wire.Failure:
+    """A typed engine error as the reply to request ``rid``."""
+    return wire.Failure(rid, error.code, error.message, error.details)
