@@ -206,6 +206,50 @@ def test_write_behind_flushes_on_stop(tiny_checkpoint: Path, redis: RedisProcess
     run(lambda: with_engines(body))
 
 
+@needs_redis
+def test_write_behind_feed_whose_copy_went_stale_is_fed_again(
+    tiny_checkpoint: Path, redis: RedisProcess
+) -> None:
+    """A write-behind feed is answered from its work item (no task); if its copy went stale
+    while it was queued (a refused flush marks it so), it is not answered from that copy:
+    the session is reloaded from the store and the words are fed again."""
+
+    async def body(engines: Engines) -> None:
+        config = engine_config(
+            tiny_checkpoint,
+            session_store=redis.url,
+            session_durability="write-behind",
+            write_behind_interval_s=30,
+        )
+        a = await engines.start(config)
+        reference = await reference_steps(a, WORDS[:3])
+        sid = (await a.create_session("")).session_id
+        for i in range(2):
+            await a.feed(sid, WORDS[i])
+        await a.core.flush_sessions()  # the store holds position 2
+        session = a.sessions.find(sid)
+        tasks: list[str] = []
+        start_task = a.server._start_task
+
+        def counted(identity: bytes, request: Any) -> None:
+            tasks.append(type(request).__name__)
+            start_task(identity, request)
+
+        a.server._items._fallback = counted
+        with a.worker._cond:  # the inference thread waits; the feed is queued
+            call = asyncio.ensure_future(a.feed(sid, WORDS[2]))
+            for _ in range(200):
+                if a.server._items.waiting:
+                    break
+                await asyncio.sleep(0.01)
+            a.core.durable._mark_stale(session)
+        same_step(await call, reference[2])
+        assert tasks == ["Feed"]
+        assert a.metrics.sessions_resumed._value.get() == 1
+
+    run(lambda: with_engines(body))
+
+
 def test_redis_url_that_does_not_answer_fails_the_start(tiny_checkpoint: Path) -> None:
     from tests.serverproc import free_port
 

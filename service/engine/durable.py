@@ -112,6 +112,12 @@ class DurableSessions(SessionUpkeep):
         session.version += 1
         return Change(session.version, session.position, session.epoch, history)
 
+    @property
+    def acks_at_once(self) -> bool:
+        """A feed may be answered without waiting for the store (none, or write-behind):
+        ``queue_change`` then does all of ``commit``."""
+        return not self.persistent or self.durability == "write-behind"
+
     async def commit(
         self,
         session: Session,
@@ -120,15 +126,24 @@ class DurableSessions(SessionUpkeep):
         deadline_unix_s: float | None = None,
     ) -> None:
         """Make ``change`` durable before its feed is acknowledged (or queue it)."""
+        record = self.queue_change(session, change, state)
+        if record is not None:
+            await self._save(session, record, change.epoch, True, deadline_unix_s)
+
+    def queue_change(
+        self, session: Session, change: Change, state: SlotState | None
+    ) -> SessionRecord | None:
+        """``commit`` up to its wait: check that the copy is current and, with
+        write-behind, queue the record. Returns the record ``sync`` must save first."""
         if not self.persistent or state is None:
-            return
+            return None
         if session.epoch != change.epoch or session.stale:
             raise SessionMoved("the copy this feed ran on is being reloaded")
         record = self._record(session, change, state)
         if self.durability == "write-behind":
             self._pending[session.id] = (session, record, change.epoch)
-            return
-        await self._save(session, record, change.epoch, True, deadline_unix_s)
+            return None
+        return record
 
     async def persist(self, session: Session) -> None:
         """Store ``session``'s current state if the store lacks it (e.g. after a generation)."""

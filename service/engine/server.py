@@ -1,10 +1,12 @@
 """The engine process's side of the channel: a ZeroMQ ROUTER that serves API processes.
 
-Each incoming message is a list of requests (``service.engine.wire``); each request runs
-as its own task against the ``Engine``, and its results go back to the API process that
-asked. Replies are collected and sent once per event-loop turn, one message per API
-process, so a step that finishes 64 requests costs one system call, not 64. The socket is
-read from the loop's reader callback (``service.engine.loop_socket``), not pyzmq's futures.
+Each incoming message is a list of requests (``service.engine.wire``). A predict, and a
+feed of a session held here, is queued on the worker at once and answered from its work
+item's future; any other request runs as its own task against the ``Engine``. Results go
+back to the API process that asked. Replies are collected and sent once per event-loop
+turn, one message per API process, so a step that finishes 64 requests costs one system
+call, not 64. The socket is read from the loop's reader callback
+(``service.engine.loop_socket``), not pyzmq's futures.
 """
 
 from __future__ import annotations
@@ -23,13 +25,12 @@ from service.engine import server_values as values
 from service.engine import wire
 from service.engine.core import Engine
 from service.engine.deadlines import Deadlines
-from service.engine.errors import ServeError, Timeout
+from service.engine.errors import ServeError
 from service.engine.generation import GenerationStream
+from service.engine.item_calls import ItemCalls, Key
 from service.engine.loop_socket import LoopSocket
-from service.engine.work import WorkItem
 
 log = logging.getLogger(__name__)
-Key = tuple[bytes, int]  # (API process identity, request id)
 DEADLINE_MARGIN_S = 0.5
 
 
@@ -44,7 +45,7 @@ class EngineServer:
         self._outbox: dict[bytes, list[wire.Reply]] = {}
         self._flush_scheduled = False
         self._running: dict[Key, asyncio.Task[None]] = {}
-        self._predicts: dict[Key, WorkItem] = {}  # answered from callbacks, no task each
+        self._items = ItemCalls(engine, self._reply, self._start_task)  # no task each
         self._expired: set[Key] = set()
         self._deadlines = Deadlines()  # the backstop of every call but a generation
         self._handler_table: dict[type, Callable[[bytes, Any], Awaitable[Any]]] = {}
@@ -58,7 +59,7 @@ class EngineServer:
     async def stop(self) -> None:
         """Stop reading requests; what runs finishes (or fails) on its own."""
         self._socket.stop_reading()
-        pending = [*self._running.values(), *(i.future for i in self._predicts.values())]
+        pending = [*self._running.values(), *self._items.futures()]
         if pending:
             await asyncio.wait([f for f in pending if f is not None], timeout=5)
         self._deadlines.close()
@@ -82,8 +83,14 @@ class EngineServer:
             self._cancel(key)
             return
         if type(request) is wire.Predict:
-            self._start_predict(identity, request)
+            self._items.start_predict(identity, request)
             return
+        if type(request) is wire.Feed and self._items.start_feed(identity, request):
+            return
+        self._start_task(identity, request)
+
+    def _start_task(self, identity: bytes, request: Any) -> None:
+        key = (identity, request.rid)
         handler = self._handler_table.get(type(request))
         if handler is None:
             self._reply(identity, wire.Failure(request.rid, "internal", "unknown request"))
@@ -107,9 +114,7 @@ class EngineServer:
         self._expired.discard(key)
 
     def _cancel(self, key: Key) -> None:
-        item = self._predicts.get(key)
-        if item is not None:
-            self.engine.submitter.cancel(item)  # the worker fails it: "cancelled"
+        if self._items.cancel(key):
             return
         stream = self._streams.get(key)
         if stream is not None:
@@ -161,41 +166,6 @@ class EngineServer:
             return
         if not isinstance(request, wire.Generate):
             self._reply(identity, wire.Result(rid, value))
-
-    # ---- predict: the hot path, without a task ---------------------------------------
-    def _start_predict(self, identity: bytes, request: wire.Predict) -> None:
-        """Queue a predict and answer it from its future's callback. A task per request
-        (``_run``) and its backstop deadline were ~10 % of the engine loop's time under
-        HTTP predict load (py-spy, BENCHMARKS §0.6); a predict waits for nothing but its
-        work item, whose own deadline ends it."""
-        rid = request.rid
-        try:
-            item = self.engine.predict_item(request.ids, request.top_k)
-            future = self.engine.submitter.start(item)
-        except ServeError as error:
-            self._reply(identity, values.failure(rid, error))
-            return
-        key = (identity, rid)
-        self._predicts[key] = item
-        future.add_done_callback(lambda done: self._predict_done(key, item, done))
-
-    def _predict_done(self, key: Key, item: WorkItem, future: asyncio.Future[Any]) -> None:
-        self._predicts.pop(key, None)
-        identity, rid = key
-        if future.cancelled():
-            self._reply(identity, wire.Failure(rid, "cancelled", "cancelled"))
-            return
-        error = future.exception()
-        if error is None:
-            self._reply(identity, wire.Result(rid, values.top(future.result().top)))
-            return
-        if isinstance(error, Timeout):
-            self.engine.submitter.cancel(item)  # drop it from the queue, if still there
-        if isinstance(error, ServeError):
-            self._reply(identity, values.failure(rid, error))
-            return
-        log.error("engine call Predict failed", exc_info=error)
-        self._reply(identity, wire.Failure(rid, "internal", "internal error"))
 
     # ---- handlers --------------------------------------------------------------------
     async def _hello(self, _: bytes, request: wire.Hello) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from service.engine.durable import Change, DurableSessions, SessionMoved
 from service.engine.errors import ServeError, SessionBusy, SessionNotFound
+from service.engine.feeding import Capture, FeedCall, Feeds
 from service.engine.generation import GenerationStream
-from service.engine.history import START, HistoryCapture, StateItem
+from service.engine.history import StateItem
 from service.engine.metrics import EngineMetrics
 from service.engine.results import SessionInfo, Step
 from service.engine.rows import RowResult, SlotState
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
     from service.engine.core import EngineConfig
 
 log = logging.getLogger(__name__)
-Capture = HistoryCapture | None  # what of a rewind history a save stores
 RELOAD_TRIES = 3  # feeds of a session that moved meanwhile
 
 
@@ -52,6 +52,7 @@ class SessionOps:
         self.metrics = metrics
         self.config = config
         self.store_watch = StoreWatch(durable.store)
+        self.feeds = Feeds(registry, durable, submitter, pool, config)
         self._shown = (-1, -1)  # (live, cached) sessions last written to the gauges
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -184,67 +185,41 @@ class SessionOps:
     async def _feed(self, session: Session, ids: list[int], top_k: int, reset: bool) -> Step:
         if session.deleted and self.durable.resumable:
             raise SessionMoved("left the state pool")  # evicted after its lookup: reload
-        item = self.submitter.item(
-            WorkKind.RESET if reset and not ids else WorkKind.FEED,
-            session.slot,
-            ids,
-            reset=reset,
-            top_k=top_k,
-            token_logprobs=bool(ids),
-            session=session,
-        )
-        limit, release = self.config.session_history, self.pool.release
-        save_to = self.pool.allocate() if limit > 0 and ids and not reset else None
-        item.save_to = save_to
-        item.capture_state = self.durable.persistent
-        capture = self._history_capture(item, session, ids, reset, save_to)
-        changes: list[Change] = []
-
-        def finish(outcome: Any) -> None:
-            if isinstance(outcome, RowResult):
-                if reset:  # (a deleted session frees its history in ``end`` below)
-                    session.history.restart(ids, limit, release)
-                elif save_to is not None:
-                    session.history.record(session.position, save_to, ids, limit, release)
-                session.position = len(ids) if reset else session.position + len(ids)
-                stored = capture.stored(outcome.extra_state) if capture else None
-                changes.append(self.durable.changed(session, stored))
-            elif save_to is not None:
-                release(save_to)
-            if item.capture_extra is not None:
-                release(item.capture_extra)
-            self.registry.end(session)
-
-        item.on_finish = finish
-        self.registry.begin(session)
-        result = await self.submitter.run(item)
+        call = self.feeds.begin(session, ids, top_k, reset)
+        result = await self.submitter.wait(call.item, call.future)
         # The save is fenced at the request's deadline (an error answer means not applied).
-        deadline_unix_s = time.time() + max(0.0, item.deadline - time.monotonic())
-        await self.durable.commit(session, changes[0], result.state, deadline_unix_s)
-        # changes[0].position, not session.position: later feeds may have run meanwhile
-        return Step(session.id, changes[0].position, sum(result.token_logprobs), result.top)
+        deadline_unix_s = time.time() + max(0.0, call.item.deadline - time.monotonic())
+        await self.durable.commit(session, call.change, result.state, deadline_unix_s)
+        return call.step(result)
 
-    def _history_capture(
-        self,
-        item: StateItem,
-        session: Session,
-        ids: list[int],
-        reset: bool,
-        save_to: int | None,
-    ) -> HistoryCapture | None:
-        """What of the session's rewind history its save stores (with a session store);
-        the state it reads is held (``share``) until the step has read it."""
-        if not self.durable.persistent or self.config.session_history <= 0:
+    def start_feed(
+        self, session_id: str, ids: list[int], top_k: int, owner: str | None
+    ) -> FeedCall | None:
+        """``feed`` without a coroutine where nothing waits for the session store: the
+        session is held here and current, and its change is acknowledged at once
+        (``DurableSessions.acks_at_once``). ``None``: call ``feed``. Once ``call.future``
+        has its result, ``answer`` gives the ``Step`` (or raises ``SessionMoved``: then
+        ``feed`` reloads the session and feeds it again)."""
+        self.submitter.accepting_worker()
+        if not self.durable.acks_at_once:
             return None
-        if reset:
-            return HistoryCapture(0, START, list(ids))
-        return self.hold_history(item, session.history.capture(ids, session.position, save_to))
+        session = self.registry.find(session_id)
+        if session is None or session.stale or session.deleted:
+            return None
+        if session.owner != owner:
+            raise SessionNotFound(session_id)
+        if self.registry.is_expired(session):
+            return None  # ``feed`` deletes it and says so
+        return self.feeds.begin(session, ids, top_k, reset=False)
+
+    def answer(self, call: FeedCall, result: RowResult) -> Step:
+        """The answer of a ``start_feed`` call whose item succeeded."""
+        self.durable.queue_change(call.session, call.change, result.state)
+        return call.step(result)
 
     def hold_history(self, item: StateItem, capture: Capture) -> Capture:
         """``capture``, read by ``item``'s step when there is a session store."""
-        if self.durable.persistent and capture is not None:
-            capture.hold(item, self.pool.share)
-        return capture
+        return self.feeds.hold_history(item, capture)
 
     async def state_item(
         self,
@@ -258,7 +233,7 @@ class SessionOps:
         item = self.submitter.item(kind, session.slot, [], session=session)
         item.writes = writes
         item.restore, item.capture_state = restore, restore is None
-        capture = None if restore else self._history_capture(item, session, [], False, None)
+        capture = None if restore else self.feeds.history_capture(item, session, [], False, None)
         changes: list[Change] = []
 
         def finish(outcome: Any) -> None:

@@ -63,7 +63,10 @@ class Submitter:
     async def run(self, item: WorkItem, while_stopping: bool = False) -> RowResult:
         """Queue ``item`` and await its result (``while_stopping``: also while the engine
         stops, as long as the worker lives — for the final flush of session states)."""
-        future = self.start(item, while_stopping)
+        return await self.wait(item, self.start(item, while_stopping))
+
+    async def wait(self, item: WorkItem, future: asyncio.Future[Any]) -> RowResult:
+        """Await ``future`` (``start``'s, of ``item``); a timeout or cancel drops the item."""
         try:
             return await future
         except (Timeout, asyncio.CancelledError):
