@@ -1,13 +1,16 @@
-"""The runner's shortcut for the first fed token equals the full decoder pass."""
+"""The runner's decoder shortcuts: the first fed token from the cached log-sum-exp, and one
+projection for a step's scored tokens and distributions, equal the full passes."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from models.checkpoint import load
+from service.engine import decode
 from service.engine.runner import ModelRunner, Row
 
 
@@ -55,3 +58,34 @@ def test_the_models_packed_step_equals_each_row_alone(tiny_checkpoint: Path) -> 
             assert torch.allclose(out[i, : len(row)], alone[0], atol=1e-6)
             assert torch.allclose(h[:, i], h1[:, 0], atol=1e-6)
             assert torch.allclose(c[:, i], c1[:, 0], atol=1e-6)
+
+
+def test_a_step_with_two_token_feeds_reads_the_decoder_once(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scored tokens and next-word distributions come from one projection, and equal what
+    each row alone gets (a row's own step decodes it without the others)."""
+    runner = ModelRunner(load(tiny_checkpoint), torch.device("cpu"), 8)
+    slots = [runner.pool.allocate() for _ in range(4)]
+    runner.step([Row(s, [5 + s], reset=True, top_k=3) for s in slots])
+    saved = [runner.pool.read(s) for s in slots]
+    norms = [runner.pool.log_norm[s] for s in slots]
+    feeds = [[11, 12], [13], [14, 15], [17]]  # two of them two tokens: scored in full
+    projections: list[int] = []
+    counted = decode.project
+
+    def counting(decoder: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
+        projections.append(hidden.shape[0])
+        return counted(decoder, hidden)
+
+    monkeypatch.setattr(decode, "project", counting)
+    rows = [Row(s, f, top_k=3, token_logprobs=True) for s, f in zip(slots, feeds, strict=True)]
+    together = runner.step(rows)
+    assert projections == [2 + 4]  # the two second tokens and the four last positions
+    for slot, feed, (h, c), norm, result in zip(slots, feeds, saved, norms, together, strict=True):
+        runner.pool.write(slot, h, c)
+        runner.pool.log_norm[slot] = norm
+        (alone,) = runner.step([Row(slot, feed, top_k=3, token_logprobs=True)])
+        assert result.token_logprobs == pytest.approx(alone.token_logprobs, abs=1e-5)
+        assert [w for w, _ in result.top] == [w for w, _ in alone.top]
+        assert [v for _, v in result.top] == pytest.approx([v for _, v in alone.top], abs=1e-5)
