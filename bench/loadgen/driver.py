@@ -22,11 +22,13 @@ import httpx
 from bench.loadgen.config import RunConfig
 from bench.loadgen.scenarios import Context, Op, make_op, setup, teardown
 from bench.loadgen.stats import Recorder
+from bench.loadgen.streaming import DirectFeeds
 from bench.loadgen.texts import TextSource
 
 TEARDOWN_TIMEOUT_S = 10.0
 PRIMARY_OP = {"ws": "ws_feed"}
 LAG_PROBE_PERIOD_S = 0.01
+CATCH_UP_BURST = 32  # arrivals sent back to back, at most, by a client behind its schedule
 
 
 class Budget:
@@ -135,6 +137,8 @@ async def open_loop(
     gate = None if cfg.scenario == "ws" else asyncio.Semaphore(cfg.concurrency)
     send = gated(ctx, op, gate, op_name)
     failures: list[BaseException] = []
+    direct = DirectFeeds(ctx) if cfg.scenario == "ws" else None  # feeds with no task
+    sweeper = None if direct is None else asyncio.ensure_future(direct.sweep_forever())
 
     def settle(task: asyncio.Task[None]) -> None:
         inflight.discard(task)
@@ -150,16 +154,25 @@ async def open_loop(
             ctx.recorder.error(op_name, ctx.rel(scheduled), "client:not_sent")
             continue
         delay = scheduled - time.perf_counter()
-        await asyncio.sleep(max(0.0, delay))  # sleep(0) still lets answers be processed
+        if delay > 0 or index % CATCH_UP_BURST == 0:  # behind: send a burst, then yield
+            await asyncio.sleep(max(0.0, delay))  # sleep(0) still lets answers be processed
         lags.append(time.perf_counter() - scheduled)
-        if len(inflight) >= cfg.max_inflight:
+        in_flight = len(inflight) + (direct.in_flight if direct is not None else 0)
+        if in_flight >= cfg.max_inflight:
             ctx.recorder.error(op_name, ctx.rel(scheduled), "client:backlog")
             continue
-        task = asyncio.ensure_future(send(ctx, index % cfg.concurrency, scheduled))
+        sent += 1
+        slot = index % cfg.concurrency
+        if direct is not None and direct.send(slot, scheduled):
+            continue
+        task = asyncio.ensure_future(send(ctx, slot, scheduled))
         inflight.add(task)
         task.add_done_callback(settle)
-        sent += 1
-    await finish(set(inflight), time.perf_counter() + cfg.grace_s)
+    deadline = time.perf_counter() + cfg.grace_s
+    await finish(set(inflight), deadline)
+    if direct is not None and sweeper is not None:
+        await direct.finish(deadline)
+        sweeper.cancel()
     if failures:
         raise failures[0]
     return lags, sent

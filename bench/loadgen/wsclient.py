@@ -4,8 +4,9 @@ Load must come from a client cheaper than the server. The ``websockets`` library
 cost this tool ~215 us of CPU per feed (two processes at 0.22 cores each for 2,080
 feeds/s, BENCHMARKS §0), a fifth of the 2-CPU box the server was measured on; this one
 speaks RFC 6455 over a bare ``asyncio.Protocol`` (upgrade, masked client frames, pings,
-close, fragments), parses with orjson and resolves one future per request, matched by the
-``id`` the server echoes (or, failing that, in order: a session answers in arrival order).
+close, fragments), parses with orjson and calls back once per request (``send``; or
+``request`` awaits a future), matched by the ``id`` the server echoes (or, failing that, in
+order: a session answers in arrival order).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import itertools
 import os
 import ssl
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -26,6 +28,8 @@ import orjson
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 MAX_HEAD_BYTES = 65536
+# Gets a request's outcome once: the answer, a WsError, or the error it was given up with.
+Answered = Callable[[Any], None]
 
 
 class WsError(Exception):
@@ -183,7 +187,7 @@ class WsStream:
         self.conn = conn
         self.session_id: str = str(ready.get("session_id", ""))
         self._ids = itertools.count()
-        self._pending: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
+        self._pending: OrderedDict[str, Answered] = OrderedDict()
         conn.on_text = self._on_text
         conn.lost.add_done_callback(lambda _: self._fail_pending())
 
@@ -234,26 +238,46 @@ class WsStream:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return
-        if message.get("type") not in ("predictions", "error"):
+        kind = message.get("type")
+        if kind not in ("predictions", "error"):
             return  # ready after reset, forked, etc.
         if message.get("id") is not None:  # an answer to a timed-out request is dropped
-            future = self._pending.pop(str(message["id"]), None)
+            answered = self._pending.pop(str(message["id"]), None)
         elif self._pending:  # no id echoed: the session answers in order
-            future = self._pending.popitem(last=False)[1]
+            answered = self._pending.popitem(last=False)[1]
         else:
             return
-        if future is not None and not future.done():
-            future.set_result(message)
+        if answered is not None:
+            if kind == "error":
+                answered(WsError(str(message.get("code", "client:protocol")), 0, str(message)))
+            else:
+                answered(message)
 
     def _fail_pending(self) -> None:
-        for future in self._pending.values():
-            if not future.done():
-                future.set_exception(WsError("client:closed"))
-        self._pending.clear()
+        pending, self._pending = self._pending, OrderedDict()
+        for answered in pending.values():
+            answered(WsError("client:closed"))
 
     @property
     def alive(self) -> bool:
         return not self.conn.lost.done()
+
+    def send(self, message: dict[str, Any], answered: Answered) -> str:
+        """Send ``message`` with a fresh ``id`` (returned); ``answered`` gets its
+        ``predictions`` answer, a :class:`WsError`, or what ``give_up`` passes. No future,
+        task or timer per request: an open-loop client sends thousands a second."""
+        if not self.alive:
+            raise WsError("client:closed")
+        request_id = str(next(self._ids))
+        self._pending[request_id] = answered
+        self.conn.send(TEXT, orjson.dumps({**message, "id": request_id}))
+        return request_id
+
+    def give_up(self, request_id: str, error: BaseException) -> None:
+        """Stop waiting for ``request_id`` (if still unanswered): ``answered(error)``."""
+        answered = self._pending.pop(request_id, None)
+        if answered is not None:
+            answered(error)
 
     async def request(self, message: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
         """Send ``message`` with a fresh ``id``; return its ``predictions`` answer.
@@ -262,22 +286,24 @@ class WsStream:
             WsError: the server answered ``{"type": "error"}`` or the socket closed.
             TimeoutError: no answer within ``timeout_s`` (one timer, no extra task).
         """
-        if not self.alive:
-            raise WsError("client:closed")
-        request_id = str(next(self._ids))
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._pending[request_id] = future
-        self.conn.send(TEXT, orjson.dumps({**message, "id": request_id}))
-        timer = loop.call_later(timeout_s, _expire, future)
+
+        def answered(outcome: Any) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
+
+        request_id = self.send(message, answered)
+        timer = loop.call_later(timeout_s, self.give_up, request_id, TimeoutError())
         try:
-            answer = await future
+            return await future
         finally:
             timer.cancel()
             self._pending.pop(request_id, None)
-        if answer.get("type") == "error":
-            raise WsError(str(answer.get("code", "client:protocol")), 0, str(answer))
-        return answer
 
     async def close(self, delete_session: bool = True) -> None:
         """Say ``close`` (the server deletes the session) and wait briefly for the socket."""
@@ -290,8 +316,3 @@ class WsStream:
                 await self.conn.lost
         if self.conn.transport is not None:
             self.conn.transport.close()
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
