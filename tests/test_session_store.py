@@ -37,6 +37,16 @@ def engine_config(checkpoint: Path, **config: Any) -> EngineConfig:
     return EngineConfig(checkpoint, device="cpu", initial_pool_slots=8, **config)
 
 
+def write_behind_config(checkpoint: Path, redis: RedisProcess) -> EngineConfig:
+    """Write-behind to ``redis``, flushed only when asked (or on stop)."""
+    return engine_config(
+        checkpoint,
+        session_store=redis.url,
+        session_durability="write-behind",
+        write_behind_interval_s=30,
+    )
+
+
 def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(scenario())
 
@@ -71,6 +81,14 @@ def same_step(a: SessionStep, b: SessionStep) -> None:
     assert [round(p.logprob, 4) for p in a.predictions] == pytest.approx(
         [round(p.logprob, 4) for p in b.predictions], abs=1e-3
     )
+
+
+async def fed_session(engine: LocalEngine, words: list[str]) -> str:
+    """A new session's id, fed ``words`` one at a time."""
+    session_id = (await engine.create_session("")).session_id
+    for word in words:
+        await engine.feed(session_id, word)
+    return session_id
 
 
 async def reference_steps(engine: LocalEngine, words: list[str]) -> list[SessionStep]:
@@ -188,17 +206,10 @@ def test_store_outage_is_an_error_never_a_wrong_state(
 @needs_redis
 def test_write_behind_flushes_on_stop(tiny_checkpoint: Path, redis: RedisProcess) -> None:
     async def body(engines: Engines) -> None:
-        config = engine_config(
-            tiny_checkpoint,
-            session_store=redis.url,
-            session_durability="write-behind",
-            write_behind_interval_s=30,
-        )
+        config = write_behind_config(tiny_checkpoint, redis)
         a = await engines.start(config)
         reference = await reference_steps(a, WORDS[:4])
-        sid = (await a.create_session("")).session_id
-        for i in range(3):
-            await a.feed(sid, WORDS[i])
+        sid = await fed_session(a, WORDS[:3])
         await a.stop()  # drain/shutdown path: the pending state is stored
         b = await engines.start(config)
         same_step(await b.feed(sid, WORDS[3]), reference[3])
@@ -215,17 +226,10 @@ def test_write_behind_feed_whose_copy_went_stale_is_fed_again(
     the session is reloaded from the store and the words are fed again."""
 
     async def body(engines: Engines) -> None:
-        config = engine_config(
-            tiny_checkpoint,
-            session_store=redis.url,
-            session_durability="write-behind",
-            write_behind_interval_s=30,
-        )
+        config = write_behind_config(tiny_checkpoint, redis)
         a = await engines.start(config)
         reference = await reference_steps(a, WORDS[:3])
-        sid = (await a.create_session("")).session_id
-        for i in range(2):
-            await a.feed(sid, WORDS[i])
+        sid = await fed_session(a, WORDS[:2])
         await a.core.flush_sessions()  # the store holds position 2
         session = a.sessions.find(sid)
         tasks: list[str] = []
