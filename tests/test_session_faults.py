@@ -245,12 +245,16 @@ def test_kill_9_mid_stream_resumes_elsewhere(tmp_path: Path, tiny_checkpoint: Pa
 
 def test_sigterm_drains_and_hands_off(tmp_path: Path, tiny_checkpoint: Path) -> None:
     with cluster(tmp_path, tiny_checkpoint) as c:
-        victim = busiest_replica(c)
+        victims: list[ServerProcess] = []
 
         async def fault() -> None:
-            victim.process.send_signal(signal.SIGTERM)
+            # Chosen once the streams are open (before, every replica has none), and at a
+            # slower pace than the kill test: the streams must outlast the drain's store.
+            victims.append(busiest_replica(c))
+            victims[0].process.send_signal(signal.SIGTERM)
 
-        stats = asyncio.run(run_streams(c, tiny_checkpoint, fault))
+        stats = asyncio.run(run_streams(c, tiny_checkpoint, fault, pace_s=0.05))
+        victim = victims[0]
         # uvicorn re-raises the signal after its clean shutdown: -SIGTERM is a clean exit.
         assert victim.process.wait(timeout=30) in (0, -signal.SIGTERM)
         assert "drained in" in victim.log()
