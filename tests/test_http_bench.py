@@ -188,8 +188,14 @@ def test_websocket_ratio_is_against_the_engine_fed_the_same_words() -> None:
         "engine_one_token": {"feeds_per_s": 3000.0},  # for reference only
         "closed": loadgen(2100.0, 500.0),
         "open": {**loadgen(1990.0, 80.0), "rate": 2000},
+        "open_own": {**loadgen(1675.0, 60.0), "rate": 1680},  # 80 % of the closed loop
     }
     summary = summarize([], ws)
     assert summary["ws_over_engine"] == pytest.approx(0.84)
     assert summary["ws_engine_one_token_feeds_per_s"] == 3000.0
     assert summary["met"] == {"ws >= 80% engine": True, "ws p99 <= 100 ms at 80%": True}
+    assert (summary["ws_open_own_rate"], summary["ws_open_own_p99_ms"]) == (1680, 60.0)
+    from bench.http.targets_report import render
+
+    text = render({"summary": summary, "rounds": []})
+    assert "At 80 % of the server's own closed-loop rate (1,680 feeds/s offered)" in text

@@ -145,7 +145,8 @@ def predict_round(args: argparse.Namespace, round_: int) -> dict[str, Any]:
 def ws_part(args: argparse.Namespace) -> dict[str, Any]:
     """1,000 WebSocket sessions back to back vs the engine's own feeds of the same words
     (``--feed-words loadgen``), and of one PTB token each for reference; then open loop at
-    80 % of the engine's rate."""
+    80 % of the engine's rate (the target), and at 80 % of the server's own closed-loop
+    rate (the usual way to read latency "at 80 % load", reported beside it)."""
     print("[ws]", flush=True)
     feeds = ["--feed-sessions", "1000", "--feed-concurrency", "1000"]
     feeds += ["--duration-s", str(args.duration_s)]
@@ -168,10 +169,17 @@ def ws_part(args: argparse.Namespace) -> dict[str, Any]:
         out["load_before_open"] = wait_quiet(args.max_load, args.patience_s)
         out["open"] = orch._ws_run(args, server.url, 1000, 2, rate, f"ws-rate-{rate}.json")
         out["open"]["rate"] = rate
+        closed = out["closed"].get("ops", {}).get("ws_feed", {}).get("throughput_rps")
+        if closed:
+            own = int(0.8 * closed)
+            out["load_before_open_own"] = wait_quiet(args.max_load, args.patience_s)
+            out["open_own"] = orch._ws_run(args, server.url, 1000, 2, own, f"ws-own-{own}.json")
+            out["open_own"]["rate"] = own
     finally:
         server.stop()
-    for key in ("closed", "open"):
-        orch._print_ws(key, out[key])
+    for key in ("closed", "open", "open_own"):
+        if key in out:
+            orch._print_ws(key, out[key])
     return out
 
 
@@ -242,6 +250,11 @@ def _ws_summary(ws: dict[str, Any]) -> dict[str, Any]:
         "ws_open_achieved": opened["throughput_rps"],
     }
     s["ws_over_engine"] = s["ws_feeds_per_s"] / s["ws_engine_feeds_per_s"]
+    own = ws.get("open_own")
+    if own and "error" not in own:
+        s["ws_open_own_rate"] = own["rate"]
+        s["ws_open_own_p99_ms"] = own["ops"]["ws_feed"]["latency_ms"]["p99"]
+        s["ws_open_own_achieved"] = own["ops"]["ws_feed"]["throughput_rps"]
     s["met_ws"] = {
         "ws >= 80% engine": s["ws_over_engine"] >= 0.8,
         "ws p99 <= 100 ms at 80%": (s["ws_open_p99_ms"] or 1e9) <= 100,

@@ -60,6 +60,12 @@ def render(doc: dict[str, Any]) -> str:
             f"open loop at {_f(s['ws_open_rate'])} feeds/s offered (80 %): answered "
             f"{_f(s['ws_open_achieved'])}/s, p99 **{_f(s['ws_open_p99_ms'], 1)} ms**."
         )
+        if "ws_open_own_rate" in s:
+            lines.append(
+                f"At 80 % of the server's own closed-loop rate ({_f(s['ws_open_own_rate'])} "
+                f"feeds/s offered): answered {_f(s['ws_open_own_achieved'])}/s, p99 "
+                f"{_f(s['ws_open_own_p99_ms'], 1)} ms."
+            )
     lines += ["", "| target | met |", "| --- | --- |"]
     lines += [f"| {k} | {'met' if v else '**missed**'} |" for k, v in s["met"].items()]
     return "\n".join(lines) + "\n"
