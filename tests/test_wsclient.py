@@ -16,7 +16,8 @@ from bench.loadgen.context import Context
 from bench.loadgen.stats import Recorder
 from bench.loadgen.streaming import DirectFeeds
 from bench.loadgen.texts import TextSource
-from bench.loadgen.wsclient import WsError, WsStream, client_frame
+from bench.loadgen.wsclient import WsError, WsStream
+from bench.loadgen.wsconnection import client_frame
 
 
 def test_client_frames_are_masked_and_sized() -> None:
