@@ -22,13 +22,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Literal
 
 from service.engine.errors import NotReady, SessionIncompatible, SessionNotFound
 from service.engine.history import START, StoredHistory
 from service.engine.metrics import EngineMetrics
 from service.engine.rows import RowResult, SlotState
+from service.engine.session_change import Change
 from service.engine.session_upkeep import SessionMoved, SessionUpkeep
 from service.engine.sessions import Session, SessionRegistry
 from service.engine.store import SessionRecord, SessionStore, StoreConflict, StoreUnavailable
@@ -36,23 +36,12 @@ from service.engine.store import SessionRecord, SessionStore, StoreConflict, Sto
 log = logging.getLogger(__name__)
 __all__ = ["Change", "DurableSessions", "SessionMoved"]
 Durability = Literal["sync", "write-behind"]
-# (session, restore bytes or None for a snapshot) -> the worker's RowResult and the
-# session's (version, position, epoch) when the worker ran it.
-# (session, restore bytes or None for a snapshot, other slots to write) -> as above.
+# (session, restore bytes or None for a snapshot, other slots to write) -> the worker's
+# RowResult and the session's (version, position, epoch) when the worker ran it.
 StateItem = Callable[
     [Session, "SlotState | None", "list[tuple[int, bytes, bytes]] | None"],
     Awaitable["tuple[RowResult, Change]"],
 ]
-
-
-@dataclass(frozen=True)
-class Change:
-    """A state change seen on the event loop, in order: what to store with its bytes."""
-
-    version: int
-    position: int
-    epoch: int
-    history: StoredHistory | None = None  # the rewind history to store with the state
 
 
 class DurableSessions(SessionUpkeep):
@@ -106,12 +95,6 @@ class DurableSessions(SessionUpkeep):
         await self.store.close()
 
     # ---- changes ---------------------------------------------------------------------
-    @staticmethod
-    def changed(session: Session, history: StoredHistory | None = None) -> Change:
-        """Call on the event loop right when the worker reports a new state."""
-        session.version += 1
-        return Change(session.version, session.position, session.epoch, history)
-
     @property
     def acks_at_once(self) -> bool:
         """A feed may be answered without waiting for the store (none, or write-behind):

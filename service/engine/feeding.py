@@ -12,10 +12,11 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from service.engine.durable import Change, DurableSessions
+from service.engine.durable import DurableSessions
 from service.engine.history import START, HistoryCapture, StateItem
 from service.engine.results import Step
 from service.engine.rows import RowResult
+from service.engine.session_change import Change, changed
 from service.engine.sessions import Session, SessionRegistry
 from service.engine.state_pool import StatePool
 from service.engine.submit import Submitter
@@ -82,7 +83,7 @@ class Feeds:
         item.capture_state = self.durable.persistent
         capture = self.history_capture(item, session, ids, reset, save_to)
         changes: list[Change] = []
-        durable, registry = self.durable, self.registry
+        registry = self.registry
 
         def finish(outcome: Any) -> None:
             if isinstance(outcome, RowResult):
@@ -92,7 +93,7 @@ class Feeds:
                     session.history.record(session.position, save_to, ids, limit, release)
                 session.position = len(ids) if reset else session.position + len(ids)
                 stored = capture.stored(outcome.extra_state) if capture else None
-                changes.append(durable.changed(session, stored))
+                changes.append(changed(session, stored))
             elif save_to is not None:
                 release(save_to)
             if item.capture_extra is not None:

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from service.engine.durable import Change, DurableSessions, SessionMoved
+from service.engine.durable import DurableSessions, SessionMoved
 from service.engine.errors import ServeError, SessionBusy, SessionNotFound
 from service.engine.feeding import Capture, FeedCall, Feeds
 from service.engine.generation import GenerationStream
@@ -22,6 +22,7 @@ from service.engine.history import StateItem
 from service.engine.metrics import EngineMetrics
 from service.engine.results import SessionInfo, Step
 from service.engine.rows import RowResult, SlotState
+from service.engine.session_change import Change
 from service.engine.sessions import Session, SessionRegistry
 from service.engine.state_pool import StatePool
 from service.engine.store_watch import StoreWatch

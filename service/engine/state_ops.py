@@ -18,12 +18,12 @@ import logging
 import secrets
 from typing import Any
 
-from service.engine.durable import Change
 from service.engine.errors import InvalidRequest, SessionBusy
 from service.engine.history import START, HistoryCapture, StateItem
 from service.engine.results import Step
 from service.engine.runner import RowResult
 from service.engine.session_cache import CacheRow
+from service.engine.session_change import Change, changed
 from service.engine.session_ops import SessionOps
 from service.engine.sessions import Session
 from service.engine.state_token import ModelShape, StateToken, decode, encode
@@ -65,7 +65,7 @@ class StateOps:
         child.position = source.position
         if slot is not None:  # the copy, here and now: no work item, no step
             ops.pool.copy_now(source.slot, slot)
-            ops.durable.changed(child)
+            changed(child)
             return await self._forked(child, [])
         # Unkeyed: forks of one source share a step. Nothing that changes the source can run
         # before it (the source is idle, later items queue behind it, and a step does its
@@ -185,7 +185,7 @@ class StateOps:
             if isinstance(outcome, RowResult):
                 apply()
                 stored = capture.stored(outcome.extra_state) if capture else None
-                changes.append(ops.durable.changed(session, stored))
+                changes.append(changed(session, stored))
             if item.capture_extra is not None:
                 ops.pool.release(item.capture_extra)
             if key is not None:
