@@ -27,6 +27,8 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
+from models.packed_linear import PackedLayers
+
 MAX_ROWS = 64  # above this, nn.LSTM (oneDNN) is as fast or faster without the gate table
 
 
@@ -62,11 +64,13 @@ def lstm_step(
     h0: Tensor,
     c0: Tensor,
     first_gates: Tensor | None = None,
+    packed: PackedLayers | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The top layer's output ``[B, H]`` and the new ``h``, ``c`` ``[layers, B, H]`` after
     one token whose embedding is ``x`` ``[B, E]``. ``first_gates`` ``[B, 4H]``, when given,
     are the first layer's input gates already (rows gathered from ``input_gate_table``,
-    which this adds to in place) and ``x`` is not read."""
+    which this adds to in place) and ``x`` is not read. ``packed``: the layers' weights
+    packed for oneDNN (``packed_linear``), used instead of ``addmm``."""
     h_out, c_out = [], []
     for index, layer in enumerate(layers):
         w_ih, w_hh, b_ih, b_hh = (
@@ -75,9 +79,14 @@ def lstm_step(
         )
         if index == 0 and first_gates is not None:
             gates = first_gates
+        elif packed is not None:
+            gates = packed.input[index](x)
         else:
             gates = torch.addmm(b_ih, x, w_ih.t())
-        gates.addmm_(h0[index], w_hh.t()).add_(b_hh)
+        if packed is not None:
+            gates.add_(packed.hidden[index](h0[index]))
+        else:
+            gates.addmm_(h0[index], w_hh.t()).add_(b_hh)
         i, f, g, o = gates.chunk(4, 1)
         c = torch.sigmoid(f).mul_(c0[index]).addcmul_(torch.sigmoid(i), torch.tanh(g))
         x = torch.sigmoid(o).mul_(torch.tanh(c))

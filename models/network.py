@@ -14,9 +14,11 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from models import lstm_step
+from models import lstm_step, packed_linear
 from models.cells import make_layer
 from models.config import ModelConfig
+from models.packed_linear import Kernel, PackedLayers, PackedLinear
+from models.vocab_projection import project
 
 # Rows of at most this many tokens run as one-token steps (``_short_rows``), not packed.
 SHORT_ROW_TOKENS = 2
@@ -46,7 +48,11 @@ class LanguageModel(nn.Module):
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
         if config.tied:
             self.decoder.weight = self.embedding.weight
-        self.input_gates: Tensor | None = None  # serving only: see prepare_for_serving
+        # Serving only (see prepare_for_serving): the first layer's gate table, and the
+        # weights packed for oneDNN where it is the faster kernel here.
+        self.input_gates: Tensor | None = None
+        self.packed_layers: PackedLayers | None = None
+        self.packed_decoder: PackedLinear | None = None
         self.reset_parameters()
 
     def reset_parameters(self, init_range: float = 0.1) -> None:
@@ -55,14 +61,33 @@ class LanguageModel(nn.Module):
         if not self.config.tied:
             nn.init.uniform_(self.decoder.weight, -init_range, init_range)
 
-    def prepare_for_serving(self) -> None:
-        """Build what the one-token CPU step reads instead of recomputing it: every word's
-        first-layer input gates (``lstm_step.input_gate_table``, ``V x 4H`` floats). Call
-        once the weights are final (they are not tracked: a later weight change needs
-        another call); a no-op where ``lstm_step`` never applies."""
-        if self.embedding.weight.device.type == "cpu" and lstm_step.plain_stack(self.layers):
-            with torch.no_grad():
+    def prepare_for_serving(self, kernel: Kernel = "auto") -> str:
+        """Build what the CPU serving step reads instead of recomputing it: every word's
+        first-layer input gates (``lstm_step.input_gate_table``, ``V x 4H`` floats), and,
+        where oneDNN is the faster kernel here (``packed_linear.choose``: timed once on
+        the decoder unless ``kernel`` says), the decoder and gate weights packed for it.
+        Call once the weights are final (they are not tracked: a later weight change
+        needs another call). Returns which kernels serve, and why (for the log)."""
+        self.input_gates, self.packed_layers, self.packed_decoder = None, None, None
+        if self.embedding.weight.device.type != "cpu":
+            return "default kernels (not on a CPU)"
+        with torch.no_grad():
+            if lstm_step.plain_stack(self.layers):
                 self.input_gates = lstm_step.input_gate_table(self.embedding, self.layers)
+            packed, why = packed_linear.choose(kernel, self.decoder)
+            if packed:
+                self.packed_decoder = PackedLinear(self.decoder.weight, self.decoder.bias)
+                if lstm_step.plain_stack(self.layers):
+                    self.packed_layers = PackedLayers.of(self.layers)
+        return why
+
+    def project(self, hidden: Tensor) -> Tensor:
+        """The decoder's logits ``[N, V]`` for serving's hidden vectors ``[N, H]``: through
+        the packed weight when there is one (no gradient), else ``vocab_projection``."""
+        packed = self.packed_decoder
+        if packed is None or hidden.dim() != 2 or torch.is_grad_enabled():
+            return project(self.decoder, hidden)
+        return packed(hidden)
 
     def initial_state(self, batch: int, device: torch.device | None = None) -> State:
         """Zeros ``(h, c)``: ``h`` ``[layers, batch, hidden]``, ``c`` the same for the LSTM
@@ -168,9 +193,12 @@ class LanguageModel(nn.Module):
         """``lstm_step`` for ``tokens`` ``[B]``, from the input gate ``table`` when given."""
         if table is not None:
             first = table.index_select(0, tokens)
-            top, h, c = lstm_step.lstm_step(self.layers, first, *state, first_gates=first)
+            top, h, c = lstm_step.lstm_step(
+                self.layers, first, *state, first_gates=first, packed=self.packed_layers
+            )
         else:
-            top, h, c = lstm_step.lstm_step(self.layers, self.embedding(tokens), *state)
+            x = self.embedding(tokens)
+            top, h, c = lstm_step.lstm_step(self.layers, x, *state, packed=self.packed_layers)
         return top.unsqueeze(1), (h, c)
 
     def _gate_table_for(self, tokens: Tensor) -> Tensor | None:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from models import packed_linear
 from models.checkpoint import load
-from service.engine import decode
+from models.packed_linear import Kernel
 from service.engine.runner import ModelRunner, Row
 
 
@@ -60,25 +61,29 @@ def test_the_models_packed_step_equals_each_row_alone(tiny_checkpoint: Path) -> 
             assert torch.allclose(c[:, i], c1[:, 0], atol=1e-6)
 
 
+@pytest.mark.parametrize("kernels", ["default", "onednn"])
 def test_a_step_with_two_token_feeds_reads_the_decoder_once(
-    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_checkpoint: Path, kernels: Kernel
 ) -> None:
     """Scored tokens and next-word distributions come from one projection, and equal what
     each row alone gets (a row's own step decodes it without the others)."""
-    runner = ModelRunner(load(tiny_checkpoint), torch.device("cpu"), 8)
+    if kernels == "onednn" and not packed_linear.available():
+        pytest.skip("this torch has no oneDNN packed linear")
+    runner = ModelRunner(load(tiny_checkpoint), torch.device("cpu"), 8, cpu_kernels=kernels)
+    assert (runner.model.packed_decoder is not None) == (kernels == "onednn")
     slots = [runner.pool.allocate() for _ in range(4)]
     runner.step([Row(s, [5 + s], reset=True, top_k=3) for s in slots])
     saved = [runner.pool.read(s) for s in slots]
     norms = [runner.pool.log_norm[s] for s in slots]
     feeds = [[11, 12], [13], [14, 15], [17]]  # two of them two tokens: scored in full
     projections: list[int] = []
-    counted = decode.project
+    counted = runner.decoder.project
 
-    def counting(decoder: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
+    def counting(hidden: torch.Tensor) -> torch.Tensor:
         projections.append(hidden.shape[0])
-        return counted(decoder, hidden)
+        return counted(hidden)
 
-    monkeypatch.setattr(decode, "project", counting)
+    runner.decoder.project = counting
     rows = [Row(s, f, top_k=3, token_logprobs=True) for s, f in zip(slots, feeds, strict=True)]
     together = runner.step(rows)
     assert projections == [2 + 4]  # the two second tokens and the four last positions

@@ -42,6 +42,7 @@ class PredictAPI(ls.LitAPI):
         torch.set_num_threads(self.threads)
         self.checkpoint = load(self.model_path, device)
         self.checkpoint.model.eval()
+        self.checkpoint.model.prepare_for_serving()  # the decoder kernel lstm-serve picks
         self.tokenizer = Tokenizer(self.checkpoint.normalizer, self.checkpoint.vocabulary)
 
     def decode_request(self, request) -> tuple[list[int], int]:

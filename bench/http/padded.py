@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 
 from models.network import LanguageModel
-from models.vocab_projection import project
 
 
 @torch.inference_mode()
@@ -20,8 +19,9 @@ def padded_top_k(
 
     Rows are right-padded with ``<eos>`` into one ``[B, 1 + T]`` forward; each row's
     distribution is decoded at its own last position, so padding never changes an answer.
-    The decoder runs as the engine's does (``models.vocab_projection``), so the peers
-    differ from lstm-serve in serving, not in arithmetic.
+    The decoder runs as the engine's does (``LanguageModel.project``: oneDNN's packed
+    weight where ``prepare_for_serving`` chose it, else ``models.vocab_projection``), so
+    the peers differ from lstm-serve in serving, not in arithmetic.
     """
     lengths = [len(ids) for ids in batch]
     width = 1 + max(lengths)
@@ -30,7 +30,7 @@ def padded_top_k(
         tokens[row, 1 : 1 + len(ids)] = torch.tensor(ids, dtype=torch.long)
     hidden, _ = model.hidden_states(tokens)
     last = hidden[torch.arange(len(batch)), torch.tensor(lengths)]
-    values, indices = torch.log_softmax(project(model.decoder, last), -1).topk(k, -1)
+    values, indices = torch.log_softmax(model.project(last), -1).topk(k, -1)
     return [
         list(zip(ids, lps, strict=True))
         for ids, lps in zip(indices.tolist(), values.tolist(), strict=True)

@@ -38,6 +38,7 @@ from bench.micro.workload import (
     workload,
 )
 from models.checkpoint import Checkpoint, load
+from models.packed_linear import KERNELS, Kernel
 from service.cpu_sharing import tune_garbage_collector
 from service.engine.core import EngineConfig, GenerationRequest
 from service.engine.generation import GenerationStream
@@ -48,10 +49,11 @@ PARTS = "bare,lone,predict,feeds,generation,memory"
 
 
 def bare_model(
-    checkpoint: Checkpoint, work: Workload, batch: int, duration_s: float
+    checkpoint: Checkpoint, work: Workload, batch: int, duration_s: float, kernels: Kernel
 ) -> dict[str, Any]:
     """Rows/s of ideal padded batches of ``batch`` (no engine, no queue): the ceiling."""
     model, eos = checkpoint.model.eval(), checkpoint.vocabulary.eos_id
+    model.prepare_for_serving(kernels)  # the decoder kernel the engine serves with
     batches = [work.ids[i : i + batch] for i in range(0, len(work.ids) - batch + 1, batch)]
     for ids in work.ids[:5]:  # warm-up
         padded_top_k(model, eos, [ids], 5)
@@ -205,6 +207,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         threads=args.threads,
         max_batch_size=args.max_batch_size,
         cuda_graphs=args.cuda_graphs,
+        cpu_kernels=args.cpu_kernels,
     )
     checkpoint = load(args.model)
     work = workload(checkpoint, args.bodies)
@@ -215,12 +218,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "model": str(args.model),
         "device": args.device,
         "cuda_graphs": args.cuda_graphs,
+        "cpu_kernels": args.cpu_kernels,
         "max_batch_size": args.max_batch_size,
         "bodies": str(args.bodies or "bench.loadgen.texts"),
     }
     parts = set(args.parts.split(","))
     if "bare" in parts:
-        out["bare"] = bare_model(checkpoint, work, 64, args.duration_s)
+        out["bare"] = bare_model(checkpoint, work, 64, args.duration_s, args.cpu_kernels)
     if "lone" in parts:
         out["lone_overhead"] = await lone_overhead(config, work, args.repeats)
     if "predict" in parts:
@@ -262,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--memory-sessions", type=int, default=100_000)
     add("--device", default="cpu", help="cpu or cuda")
     add("--cuda-graphs", action="store_true", help="replay one-token steps from CUDA graphs")
+    add("--cpu-kernels", choices=KERNELS, default="auto", help="oneDNN packed or default")
     add("--max-batch-size", type=int, default=256, help="feeds/lone: most rows in one step")
     add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add("--json", type=Path)

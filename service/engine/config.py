@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from models.packed_linear import Kernel
 from service.engine.durable import Durability
 
 
@@ -34,6 +35,7 @@ class EngineConfig:
     session_cache: bool = False  # every new session keeps a continuous cache
     max_cache_bytes: int = 1 << 30  # all sessions' continuous caches together
     cuda_graphs: bool = False  # one-token steps replayed from CUDA graphs (service.engine.graphs)
+    cpu_kernels: Kernel = "auto"  # CPU matmuls: oneDNN packed weights or torch's default
 
 
 def pick_device(name: str) -> torch.device:

@@ -68,6 +68,7 @@ class Engine:
             self.device,
             self.config.initial_pool_slots,
             self.config.cuda_graphs,
+            self.config.cpu_kernels,
         )
         await asyncio.to_thread(self.runner.warm_up)
         pool = self.runner.pool
@@ -97,10 +98,11 @@ class Engine:
         self.submitter.accepting = True
         self._publish_model_metrics()
         log.info(
-            "engine ready: model %s on %s, %d torch thread(s)",
+            "engine ready: model %s on %s, %d torch thread(s); %s",
             self.model_id,
             self.device,
             torch.get_num_threads(),
+            self.runner.kernels,
         )
 
     async def _start_sessions(self) -> None:

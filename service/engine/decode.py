@@ -8,7 +8,9 @@ the next-word top-k and sampling distributions, and OpenAI's ``echo`` top-k per 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -64,9 +66,16 @@ class DecodePlan:
 class StepDecoder:
     """The model's decoder (hidden -> vocabulary logits) applied where a step needs it."""
 
-    def __init__(self, decoder: nn.Linear, device: torch.device) -> None:
+    def __init__(
+        self,
+        decoder: nn.Linear,
+        device: torch.device,
+        projection: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         self.decoder = decoder
         self.device = device
+        # hidden [N, H] -> logits [N, V]: the model's serving projection (LanguageModel.project)
+        self.project = projection or partial(project, decoder)
 
     def decode(
         self,
@@ -101,7 +110,7 @@ class StepDecoder:
         if plan.last_index:
             if last_logits is None:
                 index = torch.tensor(plan.last_index, device=self.device)
-                last_logits = project(self.decoder, vectors.index_select(0, index))
+                last_logits = self.project(vectors.index_select(0, index))
             norms = self._fill_top(rows, results, plan.needs_last, last_logits)
             for i, norm in zip(plan.needs_last, norms, strict=True):
                 new_norm[i] = norm
@@ -161,7 +170,7 @@ class StepDecoder:
             hidden = vectors.index_select(0, torch.tensor(index, device=self.device))
             top: list[list[tuple[int, float]]] = []
             for start in range(0, hidden.shape[0], DECODE_CHUNK_ROWS):
-                logits = project(self.decoder, hidden[start : start + DECODE_CHUNK_ROWS])
+                logits = self.project(hidden[start : start + DECODE_CHUNK_ROWS])
                 values, ids = logits.topk(k, -1)
                 host = (values - logits.logsumexp(-1, keepdim=True)).cpu().tolist()
                 for id_row, value_row in zip(ids.cpu().tolist(), host, strict=True):
@@ -185,14 +194,14 @@ class StepDecoder:
         hidden = vectors.index_select(0, torch.tensor(index, device=self.device))
         if not together:
             return self._token_logprobs(hidden, plan.scored_targets), None
-        logits = project(self.decoder, hidden)
+        logits = self.project(hidden)
         return _picked(logits[:m], plan.scored_targets), logits[m:]
 
     def _token_logprobs(self, hidden: Tensor, targets: list[int]) -> list[float]:
         """log p(target_m | hidden_m) for ``hidden`` ``[M, H]``, decoded in chunks."""
         out: list[float] = []
         for start in range(0, hidden.shape[0], DECODE_CHUNK_ROWS):
-            logits = project(self.decoder, hidden[start : start + DECODE_CHUNK_ROWS])
+            logits = self.project(hidden[start : start + DECODE_CHUNK_ROWS])
             out.extend(_picked(logits, targets[start : start + DECODE_CHUNK_ROWS]))
         return out
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from models.checkpoint import Checkpoint
+from models.packed_linear import Kernel
 from service.engine.cache_step import apply_caches
 from service.engine.decode import DECODE_CHUNK_ROWS, StepDecoder
 from service.engine.graphs import DecodeGraphs
@@ -32,9 +33,10 @@ class ModelRunner:
         device: torch.device,
         pool_capacity: int,
         cuda_graphs: bool = False,
+        cpu_kernels: Kernel = "auto",
     ) -> None:
         self.model = checkpoint.model.to(device).eval()
-        self.model.prepare_for_serving()
+        self.kernels = self.model.prepare_for_serving(cpu_kernels)  # which, and why
         self.vocabulary = checkpoint.vocabulary
         self.device = device
         config = self.model.config
@@ -48,9 +50,9 @@ class ModelRunner:
         with torch.inference_mode():
             eos = torch.tensor([[self.vocabulary.eos_id]], device=device)
             _, (h, c) = self.model.hidden_states(eos)
-            self.start_log_norm = float(self.model.decoder(h[-1]).logsumexp(-1)[0])
+            self.start_log_norm = float(self.model.project(h[-1]).logsumexp(-1)[0])
         self.start_h, self.start_c = h, c  # [layers, 1, hidden]
-        self.decoder = StepDecoder(self.model.decoder, device)
+        self.decoder = StepDecoder(self.model.decoder, device, self.model.project)
         self.caches: CachePool | None = None  # sessions' continuous caches, if served
         # One-token steps replayed from CUDA graphs (on a CPU: the same padded path, eager).
         self.decode_graphs = DecodeGraphs(self.model, device) if cuda_graphs else None

@@ -1,0 +1,123 @@
+"""Serving matmuls on the CPU through oneDNN, with each weight laid out once.
+
+Why: torch's CPU ``addmm``/``linear`` calls MKL, and MKL runs its AVX2 code on AMD
+processors even where they have AVX-512. oneDNN (built into torch) dispatches on the
+instruction set itself. With the weight reordered once for it (``_reorder_linear_weight``,
+as inductor's CPU freezing does), oneDNN's product was 2.4-3.5x MKL's at 4-256 rows for
+every weight of both bundled models (AMD EPYC family 26 with AVX-512, 2 vCPUs, one torch
+thread, torch 2.13; ``python -m bench.micro.cpu_matmul_ab``, BENCHMARKS §0.8):
+
+===============  =====  =====  ======  ======
+weight [out,in]   1 row 4 rows 16 rows 64 rows
+===============  =====  =====  ======  ======
+decoder 10000x650 1.97x 2.77x  2.59x   2.43x
+decoder 10000x200 1.25x 2.91x  2.75x   2.41x
+gates 2600x650    1.11x 3.36x  2.76x   2.42x
+gates 800x200     0.47x 1.17x  1.64x   2.01x
+===============  =====  =====  ======  ======
+
+Elsewhere (an Intel CPU, where MKL runs AVX-512) the two may be even, so ``choose``
+times both on the model's own decoder once, when serving starts, and keeps the faster.
+Results are the same dot products summed in another order: within ~1e-5 of MKL's for
+the 2 x 650 decoder's logits, the same distance both are from float64.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+Kernel = Literal["auto", "onednn", "default"]
+KERNELS: tuple[Kernel, ...] = ("auto", "onednn", "default")
+PACK_ROWS = 64  # the batch size oneDNN lays the weight out for; any row count runs
+CALIBRATION_ROWS = 16
+CALIBRATION_ROUNDS = 7
+
+
+def available() -> bool:
+    """Whether this torch has oneDNN's packed linear on the CPU."""
+    ops = torch.ops.mkldnn
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(ops, "_reorder_linear_weight")
+        and hasattr(ops, "_linear_pointwise")
+    )
+
+
+class PackedLinear:
+    """``x @ weight.T + bias`` for ``x`` ``[N, in]`` with oneDNN and a weight packed once.
+
+    A copy: later changes to ``weight`` are not seen (pack again after loading weights).
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        with torch.no_grad():
+            self.weight = torch.ops.mkldnn._reorder_linear_weight(
+                weight.detach().contiguous(), PACK_ROWS
+            )
+        self.bias = None if bias is None else bias.detach().contiguous()
+        self.out_features, self.in_features = weight.shape
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(
+            x.contiguous(), self.weight, self.bias, "none", [], ""
+        )
+
+
+@dataclass(frozen=True)
+class PackedLayers:
+    """Each LSTM layer's input and recurrent products (``W_ih``, ``b_ih``; ``W_hh``,
+    ``b_hh``) packed for ``lstm_step``."""
+
+    input: list[PackedLinear]
+    hidden: list[PackedLinear]
+
+    @classmethod
+    def of(cls, layers: nn.ModuleList) -> PackedLayers:
+        def packed(layer: nn.Module, kind: str) -> PackedLinear:
+            weight, bias = getattr(layer, f"weight_{kind}_l0"), getattr(layer, f"bias_{kind}_l0")
+            return PackedLinear(weight, bias)
+
+        return cls([packed(x, "ih") for x in layers], [packed(x, "hh") for x in layers])
+
+
+def _median_ms(call: Callable[[Tensor], Tensor], x: Tensor) -> float:
+    times = []
+    for _ in range(CALIBRATION_ROUNDS):
+        started = time.perf_counter()
+        call(x)
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def onednn_faster(linear: nn.Linear, rows: int = CALIBRATION_ROWS) -> tuple[bool, float, float]:
+    """Time ``linear`` and its packed oneDNN twin on ``rows`` rows, in turn; returns
+    (oneDNN faster, its median ms, the default's median ms)."""
+    packed = PackedLinear(linear.weight, linear.bias)
+    x = torch.randn(rows, linear.in_features, dtype=linear.weight.dtype)
+    with torch.inference_mode():
+        linear(x), packed(x)  # first calls allocate
+        default_ms, onednn_ms = _median_ms(linear, x), _median_ms(packed, x)
+    return onednn_ms < default_ms, onednn_ms, default_ms
+
+
+def choose(kernel: Kernel, linear: nn.Linear) -> tuple[bool, str]:
+    """Whether to serve with packed oneDNN weights, and why (for the start-up log)."""
+    if kernel == "default" or linear.weight.device.type != "cpu":
+        return False, "default kernels (asked for, or not on a CPU)"
+    if not available():
+        return False, "default kernels: this torch has no oneDNN packed linear"
+    if kernel == "onednn":
+        return True, "oneDNN packed weights (asked for)"
+    faster, onednn_ms, default_ms = onednn_faster(linear)
+    verdict = "oneDNN packed weights" if faster else "default kernels"
+    return faster, (
+        f"{verdict}: decoder at {CALIBRATION_ROWS} rows took {onednn_ms:.3f} ms with "
+        f"oneDNN, {default_ms:.3f} ms with the default"
+    )
