@@ -58,6 +58,13 @@ def input_gate_table(embedding: nn.Embedding, layers: nn.ModuleList) -> Tensor:
     return torch.addmm(b_ih, embedding.weight, w_ih.t())
 
 
+def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """``(h, c)`` after one step, from the summed gates ``[N, 4H]`` (i, f, g, o) and ``c``."""
+    i, f, g, o = gates.chunk(4, 1)
+    c = torch.sigmoid(f).mul_(c).addcmul_(torch.sigmoid(i), torch.tanh(g))
+    return torch.sigmoid(o).mul_(torch.tanh(c)), c
+
+
 def lstm_step(
     layers: nn.ModuleList,
     x: Tensor,
@@ -87,9 +94,7 @@ def lstm_step(
             gates.add_(packed.hidden[index](h0[index]))
         else:
             gates.addmm_(h0[index], w_hh.t()).add_(b_hh)
-        i, f, g, o = gates.chunk(4, 1)
-        c = torch.sigmoid(f).mul_(c0[index]).addcmul_(torch.sigmoid(i), torch.tanh(g))
-        x = torch.sigmoid(o).mul_(torch.tanh(c))
+        x, c = lstm_cell(gates, c0[index])
         h_out.append(x)
         c_out.append(c)
     return x, torch.stack(h_out), torch.stack(c_out)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from models import lstm_step, packed_linear
+from models import lstm_step, packed_linear, packed_rows
 from models.cells import make_layer
 from models.config import ModelConfig
 from models.packed_linear import Kernel, PackedLayers, PackedLinear
@@ -140,7 +140,9 @@ class LanguageModel(nn.Module):
             The top layer's outputs ``[B, T', H]`` (``T'`` the longest length; zeros past a
             row's end) and each row's state after its own last token. No dropout: this is
             the inference path. Single-token batches (decode steps) skip packing, and so do
-            batches of rows no longer than ``SHORT_ROW_TOKENS`` (``_short_rows``).
+            batches of rows no longer than ``SHORT_ROW_TOKENS`` (``_short_rows``). Longer
+            rows take ``packed_rows`` where the weights are packed for oneDNN and the batch
+            is wide enough to pay for its Python loop, else ``nn.LSTM``.
         """
         longest = max(lengths)
         table = self._gate_table_for(tokens)
@@ -150,6 +152,9 @@ class LanguageModel(nn.Module):
             if longest == 1:
                 return self._one_token_step(tokens[:, 0], state, table)
             return self._short_rows(tokens, lengths, state, table)
+        wide = len(lengths) * self.config.hidden_size >= packed_rows.MIN_ROWS_TIMES_HIDDEN
+        if table is not None and self.packed_layers is not None and wide:
+            return packed_rows.packed_rows(table, self.packed_layers, tokens, lengths, state)
         packed = longest > 1
         x = self.embedding(tokens)
         sequence: Tensor | PackedSequence = (

@@ -13,6 +13,7 @@ from models.checkpoint import load
 from models.config import ModelConfig
 from models.network import LanguageModel
 from models.packed_linear import PackedLayers, PackedLinear
+from models.packed_rows import MIN_ROWS_TIMES_HIDDEN, packed_rows
 
 pytestmark = pytest.mark.skipif(
     not packed_linear.available(), reason="this torch has no oneDNN packed linear"
@@ -134,3 +135,53 @@ def test_cpu_matmul_ab_times_every_weight_and_the_step() -> None:
     decoder = [row for row in products if row["weight"] == "decoder"]
     assert all(row["onednn_logprob_error"] < 1e-4 for row in decoder)
     assert all(row["max_state_difference"] < 1e-4 for row in steps)
+
+
+@pytest.mark.parametrize("lengths", [[7, 1, 12, 3, 12, 5], [40], [3, 9]])
+def test_packed_rows_equal_nn_lstm(lengths: list[int]) -> None:
+    """Unsorted rows of 1-40 tokens: outputs (zeros past each row's end) and final states
+    as ``nn.LSTM``'s packed path gives them."""
+    torch.manual_seed(len(lengths))
+    config = ModelConfig(
+        vocab_size=300, embedding_size=24, hidden_size=40, num_layers=3, tied=False
+    )
+    model = LanguageModel(config).eval()
+    tokens = torch.randint(0, 300, (len(lengths), max(lengths)))
+    state = tuple(0.5 * torch.randn(3, len(lengths), 40) for _ in range(2))
+    model.prepare_for_serving("default")
+    with torch.inference_mode():
+        want, (want_h, want_c) = model.packed_hidden_states(tokens, lengths, state)
+        model.prepare_for_serving("onednn")
+        assert model.input_gates is not None and model.packed_layers is not None
+        got, (got_h, got_c) = packed_rows(
+            model.input_gates, model.packed_layers, tokens, lengths, state
+        )
+    assert got.shape == want.shape
+    for row, n in enumerate(lengths):
+        assert got[row, n:].abs().sum() == 0
+    torch.testing.assert_close(got, want, atol=5e-6, rtol=1e-5)
+    torch.testing.assert_close(got_h, want_h, atol=5e-6, rtol=1e-5)
+    torch.testing.assert_close(got_c, want_c, atol=5e-6, rtol=1e-5)
+
+
+def test_bundled_model_prompts_take_packed_rows_when_wide() -> None:
+    """The 2 x 200 model's prompt rows: narrow batches keep nn.LSTM (bit for bit), wide
+    ones take ``packed_rows``; both agree with the default kernels' answers."""
+    model = load(BUNDLED, torch.device("cpu")).model.eval()
+    torch.manual_seed(5)
+    for rows in (2, 8):  # 2 x 200 < MIN_ROWS_TIMES_HIDDEN <= 8 x 200
+        lengths = [3 + (5 * i) % 11 for i in range(rows)]
+        tokens = torch.randint(0, model.config.vocab_size, (rows, max(lengths)))
+        state = model.initial_state(rows)
+        outs = []
+        for kernel in ("default", "onednn"):
+            model.prepare_for_serving(kernel)
+            with torch.inference_mode():
+                outs.append(model.packed_hidden_states(tokens, lengths, state))
+        (want, (want_h, _)), (got, (got_h, _)) = outs
+        if rows * model.config.hidden_size < MIN_ROWS_TIMES_HIDDEN:
+            assert torch.equal(got, want)  # the same nn.LSTM call either way
+        else:
+            assert not torch.equal(got, want)  # another summation order: packed_rows ran
+        torch.testing.assert_close(got, want, atol=5e-6, rtol=1e-5)
+        torch.testing.assert_close(got_h, want_h, atol=5e-6, rtol=1e-5)
