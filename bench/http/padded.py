@@ -17,8 +17,9 @@ def padded_top_k(
 ) -> list[list[tuple[int, float]]]:
     """Top ``k`` next words after ``<eos>`` + each row of ``batch`` (ids), as (id, log-prob).
 
-    Rows are right-padded with ``<eos>`` into one ``[B, 1 + T]`` forward; each row's
-    distribution is decoded at its own last position, so padding never changes an answer.
+    Rows are right-padded with ``<eos>`` into one ``[B, 1 + T]`` batch and run as the
+    engine runs prompts (``LanguageModel.packed_hidden_states``: padding is skipped); each
+    row's distribution is decoded at its own last position.
     The decoder runs as the engine's does (``LanguageModel.project``: oneDNN's packed
     weight where ``prepare_for_serving`` chose it, else ``models.vocab_projection``), so
     the peers differ from lstm-serve in serving, not in arithmetic.
@@ -28,7 +29,8 @@ def padded_top_k(
     tokens = torch.full((len(batch), width), eos_id, dtype=torch.long)
     for row, ids in enumerate(batch):
         tokens[row, 1 : 1 + len(ids)] = torch.tensor(ids, dtype=torch.long)
-    hidden, _ = model.hidden_states(tokens)
+    state = model.initial_state(len(batch))
+    hidden, _ = model.packed_hidden_states(tokens, [1 + n for n in lengths], state)
     last = hidden[torch.arange(len(batch)), torch.tensor(lengths)]
     values, indices = torch.log_softmax(model.project(last), -1).topk(k, -1)
     return [
