@@ -27,7 +27,7 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-from models.packed_linear import PackedLayers
+from models.packed_linear import MIN_ROWS_TIMES_HIDDEN, PackedLayers
 
 MAX_ROWS = 64  # above this, nn.LSTM (oneDNN) is as fast or faster without the gate table
 
@@ -77,7 +77,10 @@ def lstm_step(
     one token whose embedding is ``x`` ``[B, E]``. ``first_gates`` ``[B, 4H]``, when given,
     are the first layer's input gates already (rows gathered from ``input_gate_table``,
     which this adds to in place) and ``x`` is not read. ``packed``: the layers' weights
-    packed for oneDNN (``packed_linear``), used instead of ``addmm``."""
+    packed for oneDNN (``packed_linear``), used instead of ``addmm`` where the batch is
+    wide enough to pay for oneDNN's per-call cost."""
+    if packed is not None and h0.shape[1] * h0.shape[2] < MIN_ROWS_TIMES_HIDDEN:
+        packed = None
     h_out, c_out = [], []
     for index, layer in enumerate(layers):
         w_ih, w_hh, b_ih, b_hh = (

@@ -152,7 +152,7 @@ class LanguageModel(nn.Module):
             if longest == 1:
                 return self._one_token_step(tokens[:, 0], state, table)
             return self._short_rows(tokens, lengths, state, table)
-        wide = len(lengths) * self.config.hidden_size >= packed_rows.MIN_ROWS_TIMES_HIDDEN
+        wide = len(lengths) * self.config.hidden_size >= packed_linear.MIN_ROWS_TIMES_HIDDEN
         if table is not None and self.packed_layers is not None and wide:
             return packed_rows.packed_rows(table, self.packed_layers, tokens, lengths, state)
         packed = longest > 1

@@ -20,10 +20,6 @@ from models.lstm_step import lstm_cell
 from models.packed_linear import PackedLayers, PackedLinear
 
 State = tuple[Tensor, Tensor]
-# Below this many rows x hidden units, nn.LSTM's C++ time loop beats this Python one: the
-# 2 x 200 model wins from 4 rows (8 rows: 1.24-1.32x; 64: 1.92-1.98x; 1 row of 40 tokens:
-# 0.32x), the 2 x 650 one from 1 row (1.06-3.1x; 2-64 rows: 2.1-3.5x). 1-40 tokens a row.
-MIN_ROWS_TIMES_HIDDEN = 640
 
 
 def run_layer(

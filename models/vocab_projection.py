@@ -18,6 +18,10 @@ EPYC, MKL 2024.2, one torch thread, ``V`` = 10,000):
  200    256      18.0 ms         14.9 ms
 =====  ======  =============  ==============
 
+Where oneDNN is the faster kernel (``models.packed_linear``: on AMD CPUs with AVX-512 it
+was 2.4-2.9x these blocks), ``LanguageModel.project`` uses its packed weight instead, and
+this module serves the CPUs where MKL is as fast, other devices, and training.
+
 Each logit is the same dot product over ``H`` either way, so the results are bit-identical
 (``tests/test_vocab_projection.py``). Small weights (the 8 MB of 2 x 200, which the L3
 cache holds) gain nothing on a few rows, so they keep one call below ``MIN_ROWS``. Other

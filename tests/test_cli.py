@@ -43,3 +43,11 @@ def test_gil_switch_interval_is_applied_and_checked(server) -> None:
     assert "[engine] lstm_serve GIL switch interval 0.1 ms" in server.log()
     result = _run("--gil-switch-interval-ms", "0")
     assert result.returncode == 2 and "gil_switch_interval_ms" in result.stderr
+
+
+def test_cpu_kernels_choice_is_logged_and_checked(server) -> None:
+    """The engine says which matmul kernels serve, and why (timed, or asked for)."""
+    ready = [line for line in server.log().splitlines() if "engine ready:" in line]
+    assert ready and ("oneDNN packed weights" in ready[0] or "default kernels" in ready[0])
+    result = _run(env={"LSTM_SERVE_CPU_KERNELS": "mkl"})
+    assert result.returncode == 2 and "cpu_kernels" in result.stderr
