@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from models.vocab_projection import project
 from service.engine.cache_step import wants_model_distribution
 from service.engine.rows import Row, RowResult
+from service.engine.top_k import log_norm, log_softmax, top_k
 
 DECODE_CHUNK_ROWS = 512
 
@@ -134,16 +135,14 @@ class StepDecoder:
     def _fill_top(
         self, rows: list[Row], results: list[RowResult], needs_last: list[int], logits: Tensor
     ) -> list[float]:
-        """Top-k and sampling distributions from raw logits ``[R, V]``.
-
-        The top-k of the logits is the top-k of the log-softmax, so only the k winners
-        (and the log-sum-exp) are normalised, not the whole vocabulary.
-        """
-        log_norm = logits.logsumexp(-1, keepdim=True)  # [R, 1]
+        """Top-k and sampling distributions from raw logits ``[R, V]``: one fused
+        ``log_softmax``, then the two-level top-k and the log-sum-exp (``top_k``)."""
+        log_probs = log_softmax(logits)
+        norms = log_norm(logits, log_probs)
         max_k = max(rows[i].top_k for i in needs_last)
         if max_k:
-            value_tensor, id_tensor = logits.topk(min(max_k, logits.shape[-1]), -1)
-            top_values = (value_tensor - log_norm).cpu().tolist()
+            value_tensor, id_tensor = top_k(log_probs, min(max_k, logits.shape[-1]))
+            top_values = value_tensor.cpu().tolist()
             top_ids = id_tensor.cpu().tolist()
         for j, i in enumerate(needs_last):
             row = rows[i]
@@ -152,8 +151,8 @@ class StepDecoder:
                     zip(top_ids[j][: row.top_k], top_values[j][: row.top_k], strict=True)
                 )
             if wants_model_distribution(row):
-                results[i].distribution = logits[j] - log_norm[j]
-        return log_norm.squeeze(1).cpu().tolist()
+                results[i].distribution = log_probs[j]
+        return norms.cpu().tolist()
 
     def _prompt_top(
         self,
@@ -171,8 +170,8 @@ class StepDecoder:
             top: list[list[tuple[int, float]]] = []
             for start in range(0, hidden.shape[0], DECODE_CHUNK_ROWS):
                 logits = self.project(hidden[start : start + DECODE_CHUNK_ROWS])
-                values, ids = logits.topk(k, -1)
-                host = (values - logits.logsumexp(-1, keepdim=True)).cpu().tolist()
+                values, ids = top_k(log_softmax(logits), k)
+                host = values.cpu().tolist()
                 for id_row, value_row in zip(ids.cpu().tolist(), host, strict=True):
                     top.append(list(zip(id_row, value_row, strict=True)))
             results[i].prompt_top = top
@@ -209,8 +208,7 @@ class StepDecoder:
 def _picked(logits: Tensor, targets: list[int]) -> list[float]:
     """log p(target_m) from the raw logits ``[M, V]`` of each target's position."""
     target = torch.tensor(targets, device=logits.device)
-    chosen = logits.gather(1, target[:, None]).squeeze(1)
-    return (chosen - logits.logsumexp(-1)).cpu().tolist()
+    return log_softmax(logits).gather(1, target[:, None]).squeeze(1).cpu().tolist()
 
 
 def _spread_logprobs(
