@@ -3,18 +3,18 @@
 Why: torch's CPU ``addmm``/``linear`` calls MKL, and MKL runs its AVX2 code on AMD
 processors even where they have AVX-512. oneDNN (built into torch) dispatches on the
 instruction set itself. With the weight reordered once for it (``_reorder_linear_weight``,
-as inductor's CPU freezing does), oneDNN's product was 2.4-3.5x MKL's at 4-256 rows for
+as inductor's CPU freezing does), oneDNN's product was 2.2-2.6x MKL's from 4 rows up for
 every weight of both bundled models (AMD EPYC family 26 with AVX-512, 2 vCPUs, one torch
 thread, torch 2.13; ``python -m bench.micro.cpu_matmul_ab``, BENCHMARKS §0.8):
 
-===============  =====  =====  ======  ======
-weight [out,in]   1 row 4 rows 16 rows 64 rows
-===============  =====  =====  ======  ======
-decoder 10000x650 1.97x 2.77x  2.59x   2.43x
-decoder 10000x200 1.25x 2.91x  2.75x   2.41x
-gates 2600x650    1.11x 3.36x  2.76x   2.42x
-gates 800x200     0.47x 1.17x  1.64x   2.01x
-===============  =====  =====  ======  ======
+=====================  ======  ======  =======  =======  ========
+weight ``[out, in]``    1 row  4 rows  16 rows  64 rows  256 rows
+=====================  ======  ======  =======  =======  ========
+decoder 10000 x 650    2.15x   2.47x   2.33x    2.40x    2.34x
+decoder 10000 x 200    1.29x   2.37x   2.30x    2.46x    2.45x
+gates 2600 x 650       1.12x   2.4x    2.37x    2.24x    2.27x
+gates 800 x 200        0.57x   1.3x    1.7x     2.06x    2.26x
+=====================  ======  ======  =======  =======  ========
 
 Elsewhere (an Intel CPU, where MKL runs AVX-512) the two may be even, so ``choose``
 times both on the model's own decoder once, when serving starts, and keeps the faster.
@@ -33,6 +33,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from models.vocab_projection import project
+
 Kernel = Literal["auto", "onednn", "default"]
 KERNELS: tuple[Kernel, ...] = ("auto", "onednn", "default")
 PACK_ROWS = 64  # the batch size oneDNN lays the weight out for; any row count runs
@@ -44,7 +46,7 @@ PACK_ROWS = 64  # the batch size oneDNN lays the weight out for; any row count r
 # 2 x 650: 1.06-3.1x from 1 row, 2.1-3.5x at 2-64 rows). The decoder gains from 1 row.
 MIN_ROWS_TIMES_HIDDEN = 640
 CALIBRATION_ROWS = 16
-CALIBRATION_ROUNDS = 7
+CALIBRATION_ROUNDS = 9
 
 
 def available() -> bool:
@@ -94,23 +96,25 @@ class PackedLayers:
         return cls([packed(x, "ih") for x in layers], [packed(x, "hh") for x in layers])
 
 
-def _median_ms(call: Callable[[Tensor], Tensor], x: Tensor) -> float:
-    times = []
+def _median_ms(calls: list[Callable[[], Tensor]]) -> list[float]:
+    """Median ms of each call, timed in turn ``CALIBRATION_ROUNDS`` times (so that both
+    see the same moments of a busy machine)."""
+    times: list[list[float]] = [[] for _ in calls]
     for _ in range(CALIBRATION_ROUNDS):
-        started = time.perf_counter()
-        call(x)
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
+        for call, spent in zip(calls, times, strict=True):
+            started = time.perf_counter()
+            call()
+            spent.append(time.perf_counter() - started)
+    return [1000 * statistics.median(spent) for spent in times]
 
 
 def onednn_faster(linear: nn.Linear, rows: int = CALIBRATION_ROWS) -> tuple[bool, float, float]:
-    """Time ``linear`` and its packed oneDNN twin on ``rows`` rows, in turn; returns
-    (oneDNN faster, its median ms, the default's median ms)."""
+    """Time the decoder's default projection (``vocab_projection.project``) and its packed
+    oneDNN twin on ``rows`` rows; returns (oneDNN faster, its median ms, the default's)."""
     packed = PackedLinear(linear.weight, linear.bias)
     x = torch.randn(rows, linear.in_features, dtype=linear.weight.dtype)
     with torch.inference_mode():
-        linear(x), packed(x)  # first calls allocate
-        default_ms, onednn_ms = _median_ms(linear, x), _median_ms(packed, x)
+        default_ms, onednn_ms = _median_ms([lambda: project(linear, x), lambda: packed(x)])
     return onednn_ms < default_ms, onednn_ms, default_ms
 
 

@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         "auto",
         description="the CPU step's matmuls: oneDNN with weights packed once, or torch's "
         "default (MKL); auto times both on the decoder at start and keeps the faster "
-        "(oneDNN runs AVX-512 on AMD CPUs, where MKL runs AVX2: 2.4-3.5x, BENCHMARKS §0.8)",
+        "(oneDNN runs AVX-512 on AMD CPUs, where MKL runs AVX2: 2.2-2.6x, BENCHMARKS §0.8)",
     )
     state_key: str = Field(
         "",
