@@ -73,13 +73,7 @@ class Engine:
         await asyncio.to_thread(self.runner.warm_up)
         pool = self.runner.pool
         self.runner.caches = self._session_caches(pool)
-        self.prefix_cache = PrefixCache(
-            self.config.prefix_cache_bytes,
-            pool.bytes_per_slot,
-            pool.allocate,
-            pool.release,
-            self.metrics,
-        )
+        self.prefix_cache = PrefixCache.for_pool(self.config.prefix_cache_bytes, pool, self.metrics)
         self.sessions = SessionRegistry(
             pool, self.config.max_sessions, self.config.session_ttl_s, self.runner.caches
         )

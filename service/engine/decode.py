@@ -10,15 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from models.vocab_projection import project
 from service.engine.cache_step import wants_model_distribution
 from service.engine.rows import Row, RowResult
-from service.engine.top_k import log_norm, log_softmax, top_k
+from service.engine.top_k import log_norm, top_k
 
 DECODE_CHUNK_ROWS = 512
 
@@ -68,15 +66,12 @@ class StepDecoder:
     """The model's decoder (hidden -> vocabulary logits) applied where a step needs it."""
 
     def __init__(
-        self,
-        decoder: nn.Linear,
-        device: torch.device,
-        projection: Callable[[Tensor], Tensor] | None = None,
+        self, decoder: nn.Linear, device: torch.device, project: Callable[[Tensor], Tensor]
     ) -> None:
-        self.decoder = decoder
+        self.decoder = decoder  # its weight rows score a first token by one dot product
         self.device = device
         # hidden [N, H] -> logits [N, V]: the model's serving projection (LanguageModel.project)
-        self.project = projection or partial(project, decoder)
+        self.project = project
 
     def decode(
         self,
@@ -137,7 +132,7 @@ class StepDecoder:
     ) -> list[float]:
         """Top-k and sampling distributions from raw logits ``[R, V]``: one fused
         ``log_softmax``, then the two-level top-k and the log-sum-exp (``top_k``)."""
-        log_probs = log_softmax(logits)
+        log_probs = torch.log_softmax(logits, -1)
         norms = log_norm(logits, log_probs)
         max_k = max(rows[i].top_k for i in needs_last)
         if max_k:
@@ -170,7 +165,7 @@ class StepDecoder:
             top: list[list[tuple[int, float]]] = []
             for start in range(0, hidden.shape[0], DECODE_CHUNK_ROWS):
                 logits = self.project(hidden[start : start + DECODE_CHUNK_ROWS])
-                values, ids = top_k(log_softmax(logits), k)
+                values, ids = top_k(torch.log_softmax(logits, -1), k)
                 host = values.cpu().tolist()
                 for id_row, value_row in zip(ids.cpu().tolist(), host, strict=True):
                     top.append(list(zip(id_row, value_row, strict=True)))
@@ -208,7 +203,7 @@ class StepDecoder:
 def _picked(logits: Tensor, targets: list[int]) -> list[float]:
     """log p(target_m) from the raw logits ``[M, V]`` of each target's position."""
     target = torch.tensor(targets, device=logits.device)
-    return log_softmax(logits).gather(1, target[:, None]).squeeze(1).cpu().tolist()
+    return torch.log_softmax(logits, -1).gather(1, target[:, None]).squeeze(1).cpu().tolist()
 
 
 def _spread_logprobs(

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from service.engine.metrics import EngineMetrics
+from service.engine.state_pool import StatePool
 
 INTERVAL = 64  # words between the states filed inside one long prompt
 MAX_WITHIN = 8  # at most this many inside one prompt (the interval doubles past it)
@@ -69,6 +70,11 @@ class PrefixCache:
         self._misses = metrics.prefix_cache_requests.labels("miss")
         self._root = _Node(None, -1)
         self._lru: OrderedDict[_Node, None] = OrderedDict()
+
+    @classmethod
+    def for_pool(cls, budget_bytes: int, pool: StatePool, metrics: EngineMetrics) -> PrefixCache:
+        """A cache whose entries are slots of ``pool`` (allocated and released there)."""
+        return cls(budget_bytes, pool.bytes_per_slot, pool.allocate, pool.release, metrics)
 
     @property
     def enabled(self) -> bool:

@@ -20,7 +20,7 @@ from service.engine.graphs import DecodeGraphs
 from service.engine.rows import Row, RowResult, copy_only
 from service.engine.session_cache import CachePool
 from service.engine.state_pool import StatePool
-from service.engine.top_k import log_norm, log_softmax
+from service.engine.top_k import log_norm
 
 __all__ = ["DECODE_CHUNK_ROWS", "ModelRunner", "Row", "RowResult"]
 
@@ -52,7 +52,7 @@ class ModelRunner:
             eos = torch.tensor([[self.vocabulary.eos_id]], device=device)
             _, (h, c) = self.model.hidden_states(eos)
             logits = self.model.project(h[-1])
-            self.start_log_norm = float(log_norm(logits, log_softmax(logits))[0])
+            self.start_log_norm = float(log_norm(logits, torch.log_softmax(logits, -1))[0])
         self.start_h, self.start_c = h, c  # [layers, 1, hidden]
         self.decoder = StepDecoder(self.model.decoder, device, self.model.project)
         self.caches: CachePool | None = None  # sessions' continuous caches, if served

@@ -16,13 +16,9 @@ from torch import Tensor
 BLOCK = 128  # vocabulary words per block of the two-level top-k
 
 
-def log_softmax(logits: Tensor) -> Tensor:
-    """``logits - logsumexp(logits)`` per row ``[R, V]``: one fused pass."""
-    return torch.log_softmax(logits, -1)
-
-
 def log_norm(logits: Tensor, log_probs: Tensor) -> Tensor:
-    """Each row's log-sum-exp ``[R]``, given its ``log_probs`` (``log_softmax``): the
+    """Each row's log-sum-exp ``[R]``, given its ``log_probs`` (``torch.log_softmax``, one
+    fused pass where ``logsumexp`` takes a slow generic ``exp``): the
     largest logit minus its log-prob, which is ``max + log Σ exp(x - max)`` as
     ``logsumexp`` computes it, without another pass of ``exp``."""
     return logits.amax(-1) - log_probs.amax(-1)
