@@ -42,8 +42,9 @@ PACK_ROWS = 64  # the batch size oneDNN lays the weight out for; any row count r
 # row of the 2 x 200 model's [800, 200] products took 0.011 ms with MKL, 0.020 with oneDNN
 # (its per-call cost), so its one-word step was 0.68x at 1 row, 1.06x at 4, 1.49x at 25.
 # For prompt rows (``packed_rows``) the bar is the same: nn.LSTM's C++ time loop wins
-# below it (2 x 200: 8 rows 1.24-1.32x, 64 rows 1.92-1.98x, 1 row of 40 tokens 0.32x;
-# 2 x 650: 1.06-3.1x from 1 row, 2.1-3.5x at 2-64 rows). The decoder gains from 1 row.
+# below it (2 x 200, rows of 6-12 tokens: 1 row 0.54x, 4 rows 0.95x, 8 rows 1.25x, 64
+# rows 1.86-1.89x; 2 x 650: 1.43x at 1 row, 2.35-2.65x at 4-64 rows; cpu_matmul_ab).
+# The decoder gains from 1 row.
 MIN_ROWS_TIMES_HIDDEN = 640
 CALIBRATION_ROWS = 16
 CALIBRATION_ROUNDS = 9

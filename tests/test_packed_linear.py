@@ -129,8 +129,10 @@ def test_cpu_matmul_ab_times_every_weight_and_the_step() -> None:
     from bench.micro.cpu_matmul_ab import main
 
     result = main(["--models", str(BUNDLED), "--rounds", "1"])
-    products, steps = result["products"], result["steps"]
-    assert isinstance(products, list) and isinstance(steps, list)
+    products, steps, prompts = result["products"], result["steps"], result["prompts"]
+    assert isinstance(products, list) and isinstance(steps, list) and isinstance(prompts, list)
+    assert len(prompts) == 6 and all(row["max_difference"] < 1e-4 for row in prompts)
+    assert all(row["same_ids"] for row in result["results"])  # type: ignore[union-attr]
     weights = {row["weight"] for row in products}
     assert weights == {"decoder", *(f"W_{k} layer {i}" for i in (0, 1) for k in ("ih", "hh"))}
     for row in products + steps:

@@ -24,10 +24,11 @@ def padded_top_k(
     ``prepare_for_serving`` chose it, else ``models.vocab_projection``).
 
     The padded forward is kept, not the engine's packed prompt rows: for the bundled
-    2 x 200 model it is the faster of the two at 8-32 rows of 10-20 words (1.81 against
-    2.85 ms at 8 rows, 6.21 against 7.11 at 32; even at 64), so the peers are not slowed
-    by the engine's choice. For ``medium`` the engine's ``packed_rows`` is faster (36.9
-    against 57.5 ms at 32 rows): a peer serving it is measured at its plain speed.
+    2 x 200 model it is the faster of the two up to 16 rows and even at 64 (0.90 against
+    1.36 ms at 8 rows of 6-12 tokens; ``python -m bench.micro.cpu_matmul_ab``), so the
+    peers are not slowed by the engine's choice. For ``medium`` the engine's
+    ``packed_rows`` is faster (5.9 against 9.1 ms at 8 rows): a peer serving it is
+    measured at its plain speed.
     """
     lengths = [len(ids) for ids in batch]
     width = 1 + max(lengths)

@@ -6,7 +6,12 @@ process:
   ``models.vocab_projection``) and every layer's input and recurrent gate weights, with
   the decoder's largest log-prob difference from float64 on real hidden states;
 - the whole one-word step (``models.lstm_step`` from the input gate table), both ways,
-  with the largest difference of ``h``/``c``.
+  with the largest difference of ``h``/``c``;
+- a step's results from ``[R, 10000]`` logits: ``logsumexp`` + ``topk`` against one
+  ``log_softmax`` + the two-level top-k (``service.engine.top_k``);
+- prompt rows of T/2-T tokens: ``nn.LSTM`` on packed rows (the engine's default path),
+  ``models.packed_rows``, and ``nn.LSTM`` on a padded batch (what the peers run; not
+  usable by the engine, whose rows end at their own lengths).
 
     python -m bench.micro.cpu_matmul_ab [--rounds 12] [--json out.json]
 
@@ -30,10 +35,13 @@ from models import lstm_step
 from models.checkpoint import load
 from models.network import LanguageModel
 from models.packed_linear import PackedLayers, PackedLinear
+from models.packed_rows import packed_rows
 from models.vocab_projection import project
+from service.engine.top_k import log_norm, top_k
 
 ROWS = (1, 4, 16, 64, 256)
 STEP_ROWS = (1, 4, 25, 64)
+PROMPTS = ((1, 12), (4, 12), (8, 12), (16, 12), (64, 12), (64, 40))  # (rows, longest)
 
 
 def cpu_model() -> str:
@@ -124,6 +132,79 @@ def steps(model_dir: Path, rounds: int) -> list[dict[str, object]]:
     return out
 
 
+def results(rounds: int) -> list[dict[str, object]]:
+    """Top-5 and log-sum-exp of ``[R, V]`` logits, as the step took them and as it takes them."""
+    out = []
+    with torch.inference_mode():
+        for rows in (25, 64, 256):
+            logits = torch.randn(rows, 10_000) * 3
+
+            def before(x: Tensor = logits) -> tuple:
+                norm = x.logsumexp(-1, keepdim=True)
+                values, ids = x.topk(5, -1)
+                return values - norm, ids
+
+            def after(x: Tensor = logits) -> tuple:
+                log_probs = torch.log_softmax(x, -1)
+                values, ids = top_k(log_probs, 5)
+                return values, ids, log_norm(x, log_probs)
+
+            ms = alternated_ms({"before": before, "after": after}, rounds)
+            out.append(
+                {
+                    "rows": rows,
+                    "logsumexp_topk_ms": round(ms["before"], 3),
+                    "log_softmax_two_level_ms": round(ms["after"], 3),
+                    "speedup": round(ms["before"] / ms["after"], 2),
+                    "same_ids": bool(torch.equal(before()[1], after()[1])),
+                }
+            )
+    return out
+
+
+def prompts(model_dir: Path, rounds: int) -> list[dict[str, object]]:
+    """Prompt rows through ``nn.LSTM`` (packed and padded) against ``packed_rows``."""
+    model: LanguageModel = load(model_dir, "cpu").model.eval()
+    model.prepare_for_serving("default")  # the gate table; nn.LSTM for prompts
+    table, packed = model.input_gates, PackedLayers.of(model.layers)
+    assert table is not None
+    generator = torch.Generator().manual_seed(0)
+    out = []
+    with torch.inference_mode():
+        for rows, longest in PROMPTS:
+            lengths = torch.randint(longest // 2, longest + 1, (rows,), generator=generator)
+            lengths[0] = longest
+            tokens = torch.randint(0, model.config.vocab_size, (rows, longest))
+            state = model.initial_state(rows)
+            spans = lengths.tolist()
+
+            def lstm(t: Tensor = tokens, n: list = spans, s: tuple = state) -> tuple:
+                return model.packed_hidden_states(t, n, s)
+
+            def ours(t: Tensor = tokens, n: list = spans, s: tuple = state) -> tuple:
+                return packed_rows(table, packed, t, n, s)
+
+            def padded(t: Tensor = tokens) -> tuple:
+                return model.hidden_states(t)
+
+            ms = alternated_ms({"lstm": lstm, "packed_rows": ours, "padded": padded}, rounds)
+            (a, (h_a, _)), (b, (h_b, _)) = lstm(), ours()
+            difference = max(float((a - b).abs().max()), float((h_a - h_b).abs().max()))
+            out.append(
+                {
+                    "model": model_dir.name,
+                    "rows": rows,
+                    "longest": longest,
+                    "nn_lstm_ms": round(ms["lstm"], 3),
+                    "packed_rows_ms": round(ms["packed_rows"], 3),
+                    "padded_nn_lstm_ms": round(ms["padded"], 3),
+                    "speedup": round(ms["lstm"] / ms["packed_rows"], 2),
+                    "max_difference": difference,
+                }
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
@@ -155,7 +236,35 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             f"| {r['model']} | {r['hidden']} | {r['rows']} | {r['default_ms']} "
             f"| {r['onednn_ms']} | {r['speedup']}× | {r['max_state_difference']:.1e} |"
         )
-    result = {"machine": machine, "products": product_rows, "steps": step_rows}
+    print("\nA step's results: logsumexp + topk against log_softmax + two-level top-k\n")
+    print("| rows | logsumexp + topk ms | log_softmax + two-level ms | speed-up | same ids |")
+    print("| ---: | ---: | ---: | ---: | --- |")
+    result_rows = results(args.rounds)
+    for r in result_rows:
+        print(
+            f"| {r['rows']} | {r['logsumexp_topk_ms']} | {r['log_softmax_two_level_ms']} "
+            f"| {r['speedup']}× | {r['same_ids']} |"
+        )
+    print("\nPrompt rows of T/2-T tokens: nn.LSTM packed (and padded) against packed_rows\n")
+    print(
+        "| model | rows | T | nn.LSTM ms | packed_rows ms | speed-up | padded nn.LSTM ms "
+        "| max diff |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    prompt_rows = [row for model in args.models for row in prompts(model, args.rounds)]
+    for r in prompt_rows:
+        print(
+            f"| {r['model']} | {r['rows']} | {r['longest']} | {r['nn_lstm_ms']} "
+            f"| {r['packed_rows_ms']} | {r['speedup']}× | {r['padded_nn_lstm_ms']} "
+            f"| {r['max_difference']:.1e} |"
+        )
+    result = {
+        "machine": machine,
+        "products": product_rows,
+        "steps": step_rows,
+        "results": result_rows,
+        "prompts": prompt_rows,
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")

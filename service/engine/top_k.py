@@ -2,10 +2,11 @@
 
 Why: in a WebSocket closed loop (1,000 sessions, steps of ~256 rows of 10,000 logits),
 ``logsumexp`` and ``topk`` took 27 % of the inference thread's samples, more than the
-LSTM step. On this machine torch's CPU ``logsumexp`` runs a generic ``exp`` (2.1 ms at
-256 rows) where ``log_softmax``'s fused kernel takes 1.15 ms; and ``topk`` partially sorts
-each whole row (1.9 ms) where the maxima of 128-word blocks (``amax``: 0.12 ms) leave
-only the k best blocks to search (0.85 ms in all). BENCHMARKS §0.8.
+LSTM step. torch's CPU ``logsumexp`` runs a generic ``exp`` where ``log_softmax``'s fused
+kernel is about twice as fast, and ``topk`` partially sorts each whole row where the
+maxima of 128-word blocks (``amax``) leave only the k best blocks to search. Together:
+1.5-1.65x at 25-256 rows, the same ids (``python -m bench.micro.cpu_matmul_ab``,
+BENCHMARKS §0.8).
 """
 
 from __future__ import annotations
