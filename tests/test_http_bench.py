@@ -180,10 +180,15 @@ def test_summary_ratios_and_targets() -> None:
 def test_websocket_ratio_is_against_the_engine_fed_the_same_words() -> None:
     from bench.http.targets import summarize
 
-    def loadgen(rate: float, p99: float) -> dict[str, object]:
-        return {"ops": {"ws_feed": {"throughput_rps": rate, "latency_ms": {"p99": p99}}}}
+    def loadgen(rate: float, p99: float, cores: float = 0.1) -> dict[str, object]:
+        return {
+            "ops": {"ws_feed": {"throughput_rps": rate, "latency_ms": {"p99": p99}}},
+            "client": {"cpu_util_per_process": [cores / 2, cores / 2]},
+        }
 
     ws = {
+        "client": "c",
+        "closed_python": loadgen(1900.0, 600.0, 0.3),  # the Python client, beside it
         "engine": {"feeds_per_s": 2500.0},  # the WebSocket client's words
         "engine_one_token": {"feeds_per_s": 3000.0},  # for reference only
         "closed": loadgen(2100.0, 500.0),
@@ -193,9 +198,12 @@ def test_websocket_ratio_is_against_the_engine_fed_the_same_words() -> None:
     summary = summarize([], ws)
     assert summary["ws_over_engine"] == pytest.approx(0.84)
     assert summary["ws_engine_one_token_feeds_per_s"] == 3000.0
+    assert summary["ws_python_client_over_engine"] == pytest.approx(0.76)
+    assert (summary["ws_client_cores"], summary["ws_python_client_cores"]) == (0.1, 0.3)
     assert summary["met"] == {"ws >= 80% engine": True, "ws p99 <= 100 ms at 80%": True}
     assert (summary["ws_open_own_rate"], summary["ws_open_own_p99_ms"]) == (1680, 60.0)
     from bench.http.targets_report import render
 
     text = render({"summary": summary, "rounds": []})
     assert "At 80 % of the server's own closed-loop rate (1,680 feeds/s offered)" in text
+    assert "the Python client's closed loop, same server: 1,900 feeds/s (76%)" in text

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.http import orchestrator as orch
+from bench.http import wsload
 from bench.http.bodies import DEFAULT_OUT as BODIES
 from bench.http.bodies import DEFAULT_PTB, write_bodies
 from bench.serverproc import ROOT, ServerProcess, free_port, start_app, start_server
@@ -146,11 +147,15 @@ def ws_part(args: argparse.Namespace) -> dict[str, Any]:
     """1,000 WebSocket sessions back to back vs the engine's own feeds of the same words
     (``--feed-words loadgen``), and of one PTB token each for reference; then open loop at
     80 % of the engine's rate (the target), and at 80 % of the server's own closed-loop
-    rate (the usual way to read latency "at 80 % load", reported beside it)."""
+    rate (the usual way to read latency "at 80 % load", reported beside it).
+
+    ``--ws-client c`` (the default) drives the loops with ``bench/wsload`` and also runs
+    the closed loop once with the Python client (``closed_python``), so that what the
+    client takes from the two cores shows beside the server's figure."""
     print("[ws]", flush=True)
     feeds = ["--feed-sessions", "1000", "--feed-concurrency", "1000"]
     feeds += ["--duration-s", str(args.duration_s)]
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"client": args.ws_client}
     for words in ("bodies", "loadgen"):
         run = engine_alone(args, f"engine-feeds-{words}", "feeds", [*feeds, "--feed-words", words])
         out["engine" if words == "loadgen" else "engine_one_token"] = engine = run["feeds"][0]
@@ -163,24 +168,37 @@ def ws_part(args: argparse.Namespace) -> dict[str, Any]:
     args.raw = RAW
     server = lstm_serve(args, "ws")
     try:
+        if args.ws_client == "c":
+            out["load_before_python"] = wait_quiet(args.max_load, args.patience_s)
+            out["closed_python"] = orch._ws_run(args, server.url, 1000, 2, None, "ws-1000-py.json")
         out["load_before"] = wait_quiet(args.max_load, args.patience_s)
-        out["closed"] = orch._ws_run(args, server.url, 1000, 2, None, "ws-1000.json")
+        out["closed"] = _ws_loop(args, server.url, None, "ws-1000.json")
         rate = int(0.8 * engine["feeds_per_s"])
         out["load_before_open"] = wait_quiet(args.max_load, args.patience_s)
-        out["open"] = orch._ws_run(args, server.url, 1000, 2, rate, f"ws-rate-{rate}.json")
+        out["open"] = _ws_loop(args, server.url, rate, f"ws-rate-{rate}.json")
         out["open"]["rate"] = rate
         closed = out["closed"].get("ops", {}).get("ws_feed", {}).get("throughput_rps")
         if closed:
             own = int(0.8 * closed)
             out["load_before_open_own"] = wait_quiet(args.max_load, args.patience_s)
-            out["open_own"] = orch._ws_run(args, server.url, 1000, 2, own, f"ws-own-{own}.json")
+            out["open_own"] = _ws_loop(args, server.url, own, f"ws-own-{own}.json")
             out["open_own"]["rate"] = own
     finally:
         server.stop()
-    for key in ("closed", "open", "open_own"):
+    for key in ("closed_python", "closed", "open", "open_own"):
         if key in out:
             orch._print_ws(key, out[key])
     return out
+
+
+def _ws_loop(args: argparse.Namespace, url: str, rate: int | None, name: str) -> dict[str, Any]:
+    """A closed loop (``rate`` None) or open loop over 1,000 sessions, with the chosen
+    client; the C client leaves its first 3 s out, as a set-up transient."""
+    if args.ws_client == "python":
+        return orch._ws_run(args, url, 1000, 2, rate, name)
+    run = wsload.run(url, 1000, args.duration_s + 3, RAW / name, rate, warmup_s=3)
+    run["sessions"] = 1000
+    return run
 
 
 def _mean(values: list[float]) -> float:
@@ -250,6 +268,15 @@ def _ws_summary(ws: dict[str, Any]) -> dict[str, Any]:
         "ws_open_achieved": opened["throughput_rps"],
     }
     s["ws_over_engine"] = s["ws_feeds_per_s"] / s["ws_engine_feeds_per_s"]
+    s["ws_client"] = ws.get("client", "python")
+    s["ws_client_cores"] = sum(ws["closed"]["client"]["cpu_util_per_process"])
+    python = ws.get("closed_python")
+    if python and "error" not in python:
+        s["ws_python_client_feeds_per_s"] = python["ops"]["ws_feed"]["throughput_rps"]
+        s["ws_python_client_cores"] = sum(python["client"]["cpu_util_per_process"])
+        s["ws_python_client_over_engine"] = (
+            s["ws_python_client_feeds_per_s"] / s["ws_engine_feeds_per_s"]
+        )
     own = ws.get("open_own")
     if own and "error" not in own:
         s["ws_open_own_rate"] = own["rate"]
@@ -272,6 +299,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-load", type=float, default=1.0)
     parser.add_argument("--patience-s", type=float, default=60.0)
     parser.add_argument("--skip-ws", action="store_true")
+    parser.add_argument(
+        "--ws-client",
+        choices=("c", "python"),
+        default="c",
+        help="WebSocket load: bench/wsload (C, ~12 us of CPU per feed) or lstm-serve-bench ws",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "targets.json")
     args = parser.parse_args(argv)
     RAW.mkdir(parents=True, exist_ok=True)

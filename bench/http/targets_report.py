@@ -60,6 +60,13 @@ def render(doc: dict[str, Any]) -> str:
             f"open loop at {_f(s['ws_open_rate'])} feeds/s offered (80 %): answered "
             f"{_f(s['ws_open_achieved'])}/s, p99 **{_f(s['ws_open_p99_ms'], 1)} ms**."
         )
+        if "ws_python_client_feeds_per_s" in s:
+            lines.append(
+                f"Load client: {s['ws_client']} ({s['ws_client_cores']:.2f} cores); the Python "
+                f"client's closed loop, same server: {_f(s['ws_python_client_feeds_per_s'])} "
+                f"feeds/s ({s['ws_python_client_over_engine']:.0%}) for "
+                f"{s['ws_python_client_cores']:.2f} cores of client CPU."
+            )
         if "ws_open_own_rate" in s:
             lines.append(
                 f"At 80 % of the server's own closed-loop rate ({_f(s['ws_open_own_rate'])} "
