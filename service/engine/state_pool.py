@@ -27,6 +27,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from service.engine.spare_tensors import Pair, SpareTensors
+
+# Share of the reserved slots in use at which the next growth's tensors are made ahead
+# (CPU pools, ``SpareTensors``): the spare then costs memory only near a growth, which
+# needs old and new tensors at once anyway.
+SPARE_AT = 0.9
+
 
 class StatePool:
     """Fixed-size state slots that grow by ``growth`` when full."""
@@ -63,6 +70,8 @@ class StatePool:
         self.settled_below: Callable[[], int] = lambda: 1
         self._grow_lock = threading.Lock()  # ensure_capacity vs copy_now
         self._host_views: tuple[Any, Any] | None = None  # numpy views of h, c (copy_now)
+        self._spares = SpareTensors() if device.type == "cpu" else None
+        self._spare_at = int(SPARE_AT * capacity)
 
     @property
     def capacity(self) -> int:
@@ -82,8 +91,20 @@ class StatePool:
             new_total = max(self._reserved + 1, int(self._reserved * self.growth))
             self._free = list(range(new_total - 1, self._reserved - 1, -1))
             self._reserved = new_total
+            self._spare_at = int(SPARE_AT * new_total)
         self.in_use += 1
+        if self.in_use >= self._spare_at and self._spares is not None:
+            self._spares.request(self._zeros, self._next_total())
         return self._free.pop()
+
+    def _next_total(self) -> int:
+        """Slots reserved after the next growth."""
+        return max(self._reserved + 1, int(self._reserved * self.growth))
+
+    def _zeros(self, slots: int) -> Pair:
+        h = torch.zeros(self.layers, slots, self.hidden, device=self.device, dtype=self.dtype)
+        c = torch.zeros(self.layers, slots, self.cell_size, device=self.device, dtype=self.dtype)
+        return h, c
 
     def release(self, slot: int) -> None:
         """Give back one hold on ``slot``; it is free once its last holder released it."""
@@ -114,15 +135,18 @@ class StatePool:
         self._shares.update(slots)  # Counter.update counts in C: a fork shares ~33 slots
 
     def ensure_capacity(self) -> None:
-        """Grow the tensors to cover every reserved slot (inference thread only)."""
+        """Grow the tensors to cover every reserved slot (inference thread only): into
+        the spare pair made ahead when there is one big enough, else freshly made."""
         if self._reserved <= self.capacity:
             return
         with self._grow_lock:
-            extra = self._reserved - self.capacity
-            h = torch.cat([self.h, self.h.new_zeros(self.layers, extra, self.hidden)], dim=1)
-            c = torch.cat([self.c, self.c.new_zeros(self.layers, extra, self.cell_size)], dim=1)
+            old = self.capacity
+            spare = self._spares.take(self._reserved) if self._spares is not None else None
+            h, c = spare if spare is not None else self._zeros(self._reserved)
+            h[:, :old].copy_(self.h)
+            c[:, :old].copy_(self.c)
             self.h, self.c = h, c
-            self.log_norm.extend(array("d", [math.nan]) * extra)
+            self.log_norm.extend(array("d", [math.nan]) * (self.capacity - old))
 
     def gather(self, slots: Tensor) -> tuple[Tensor, Tensor]:
         """States of ``slots`` ``[B]`` (int64, on device) as ``[layers, B, hidden]`` copies."""

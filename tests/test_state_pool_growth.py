@@ -1,0 +1,88 @@
+"""The state pool grows without losing a state, and into tensors made ahead on a helper
+thread when it nears full (``SpareTensors``), so the inference thread only copies."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from service.engine.spare_tensors import SpareTensors
+from service.engine.state_pool import SPARE_AT, StatePool
+
+
+def _fill(pool: StatePool, count: int) -> list[int]:
+    slots = [pool.allocate() for _ in range(count)]
+    pool.ensure_capacity()
+    for slot in slots:
+        pool.write(slot, torch.full((2, 3), float(slot)), torch.full((2, 3), -float(slot)))
+    return slots
+
+
+def _wait_for_spare(pool: StatePool, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while pool._spares is not None and pool._spares._ready is None:
+        assert time.monotonic() < deadline, "the spare tensors were never made"
+        time.sleep(0.01)
+
+
+def test_growth_keeps_every_state_and_uses_the_spare() -> None:
+    pool = StatePool(2, 3, 100, torch.device("cpu"))
+    slots = _fill(pool, int(SPARE_AT * 100))  # the spare is asked for at 90 %
+    _wait_for_spare(pool)
+    assert pool._spares is not None
+    spare = pool._spares._ready
+    assert spare is not None and spare[0].shape == (2, 150, 3)  # the next growth's size
+    more = [pool.allocate() for _ in range(11)]  # past 100: reserved grows to 150
+    pool.ensure_capacity()
+    assert pool.h is spare[0] and pool.c is spare[1]  # grown into the spare, no new tensors
+    assert pool.capacity == 150 and len(pool.log_norm) == 150
+    for slot in slots:
+        h, c = pool.read(slot)
+        assert torch.equal(h, torch.full((2, 3), float(slot)))
+        assert torch.equal(c, torch.full((2, 3), -float(slot)))
+    for slot in more:  # new slots start from zeros
+        h, c = pool.read(slot)
+        assert not h.any() and not c.any()
+
+
+def test_growth_without_a_spare_still_keeps_states() -> None:
+    pool = StatePool(2, 3, 4, torch.device("cpu"), growth=2.0)
+    pool._spares = None  # as on a GPU: no helper thread
+    slots = _fill(pool, 4)
+    extra = _fill(pool, 5)  # grows 4 -> 8 -> 16 in one ensure_capacity
+    assert pool.capacity == 16 and len(pool.log_norm) == 16
+    for slot in slots + extra:
+        h, _ = pool.read(slot)
+        assert torch.equal(h, torch.full((2, 3), float(slot)))
+
+
+def test_a_spare_too_small_is_dropped() -> None:
+    spares = SpareTensors()
+    spares.request(lambda n: (torch.zeros(1, n, 1), torch.zeros(1, n, 1)), 10)
+    deadline = time.monotonic() + 10
+    while spares._ready is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert spares.take(11) is None  # too small: dropped, the caller grows itself
+    assert spares._ready is None and spares.take(5) is None
+
+
+def test_a_bigger_request_overtakes_a_smaller_one() -> None:
+    spares = SpareTensors()
+    made: list[int] = []
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        made.append(n)
+        return torch.zeros(1, n, 1), torch.zeros(1, n, 1)
+
+    spares.request(make, 10)
+    spares.request(make, 10)  # the same size again: nothing new
+    spares.request(make, 20)
+    deadline = time.monotonic() + 10
+    while (spares._ready is None or spares._ready[0].shape[1] != 20) or len(made) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert sorted(made) == [10, 20]
+    pair = spares.take(15)
+    assert pair is not None and pair[0].shape[1] == 20
