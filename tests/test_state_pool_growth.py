@@ -10,6 +10,8 @@ import torch
 from service.engine.spare_tensors import SpareTensors
 from service.engine.state_pool import SPARE_AT, StatePool
 
+CPU = torch.device("cpu")
+
 
 def _fill(pool: StatePool, count: int) -> list[int]:
     slots = [pool.allocate() for _ in range(count)]
@@ -86,3 +88,36 @@ def test_a_bigger_request_overtakes_a_smaller_one() -> None:
     assert sorted(made) == [10, 20]
     pair = spares.take(15)
     assert pair is not None and pair[0].shape[1] == 20
+
+
+def test_session_caches_grow_into_the_spare_too() -> None:
+    from models.continuous_cache import CacheParams
+    from service.engine.session_cache import CachePool
+
+    pool = CachePool(
+        CacheParams(theta=1.0, lam=0.3, window=8),
+        hidden=4,
+        history=2,
+        max_bytes=1 << 30,
+        device=CPU,
+    )
+    slots = [pool.allocate() for _ in range(int(SPARE_AT * 16))]  # capacity 16 at the start
+    pool.ensure_capacity()
+    for slot in slots:
+        pool.keys[slot] = float(slot)
+        pool.words[slot] = slot
+    deadline = time.monotonic() + 10
+    while pool._spares is not None and pool._spares._ready is None:
+        assert time.monotonic() < deadline, "the spare tensors were never made"
+        time.sleep(0.01)
+    assert pool._spares is not None
+    spare = pool._spares._ready
+    assert spare is not None
+    more = [pool.allocate() for _ in range(17 - len(slots))]  # past 16: grows to 24
+    pool.ensure_capacity()
+    assert pool.keys is spare[0] and pool.keys.shape[0] == 24 and len(pool.counts) == 24
+    for slot in slots:
+        assert bool((pool.keys[slot] == float(slot)).all()) and bool(
+            (pool.words[slot] == slot).all()
+        )
+    assert not pool.keys[more].any() and not pool.last_weights[more].any()

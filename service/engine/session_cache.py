@@ -24,6 +24,8 @@ from torch import Tensor
 
 from models.continuous_cache import KEY_DTYPE, CacheParams
 from service.engine.errors import Overloaded
+from service.engine.spare_tensors import SpareTensors, Tensors
+from service.engine.state_pool import SPARE_AT
 
 TAG = b"LSC1"
 HEADER = struct.Struct("<4sQI")  # tag, pair count (the position), pairs that follow
@@ -61,21 +63,27 @@ class CachePool:
         self.ring = params.window + max(0, history)
         self.max_bytes = max_bytes
         self.device = device
-        self.keys = torch.zeros(capacity, self.ring, hidden, dtype=KEY_DTYPE, device=device)
-        self.words = torch.zeros(capacity, self.ring, dtype=torch.long, device=device)
+        self.keys, self.words, self.last_weights = self._zeros(capacity)
         self.counts: list[int] = [0] * capacity  # pairs made (the session's position)
         self.lows: list[int] = [0] * capacity  # the oldest pair the ring still holds
-        # The attention of each session's latest output over its window (computed for its
-        # next-word prediction): the next fed word's cache probability is read from it.
-        self.last_weights = torch.zeros(capacity, self.ring, device=device)
         self.fresh: list[bool] = [False] * capacity  # last_weights matches the ring
         self.has: list[bool] = [False] * capacity  # last_weights saw at least one pair
         self.ring_index = torch.arange(self.ring, device=device)
         self._free: list[int] = list(range(capacity - 1, -1, -1))
         self._reserved = capacity
         self.in_use = 0
+        self._spares = SpareTensors() if device.type == "cpu" else None  # as the state pool's
+        self._spare_at = int(SPARE_AT * capacity)
         per_pair = hidden * self.keys.element_size() + self.words.element_size()
         self.bytes_per_session = self.ring * (per_pair + self.last_weights.element_size())
+
+    def _zeros(self, slots: int) -> Tensors:
+        """``keys``, ``words`` and ``last_weights`` for ``slots`` sessions: the latter is
+        the attention of each session's latest output over its window (computed for its
+        next-word prediction), which the next fed word's cache probability is read from."""
+        keys = torch.zeros(slots, self.ring, self.hidden, dtype=KEY_DTYPE, device=self.device)
+        words = torch.zeros(slots, self.ring, dtype=torch.long, device=self.device)
+        return keys, words, torch.zeros(slots, self.ring, device=self.device)
 
     @property
     def bytes_in_use(self) -> int:
@@ -94,7 +102,10 @@ class CachePool:
             grown = max(self._reserved + 1, int(self._reserved * 1.5))
             self._free = list(range(grown - 1, self._reserved - 1, -1))
             self._reserved = grown
+            self._spare_at = int(SPARE_AT * grown)
         self.in_use += 1
+        if self.in_use >= self._spare_at and self._spares is not None:
+            self._spares.request(self._zeros, max(self._reserved + 1, int(self._reserved * 1.5)))
         return self._free.pop()
 
     def release(self, slot: int) -> None:
@@ -103,14 +114,17 @@ class CachePool:
 
     # ---- inference thread ------------------------------------------------------------
     def ensure_capacity(self) -> None:
-        extra = self._reserved - self.keys.shape[0]
-        if extra <= 0:
+        """Grow to every reserved ring: into the set made ahead (``SpareTensors``) when
+        there is one big enough, else freshly made."""
+        old = self.keys.shape[0]
+        if self._reserved <= old:
             return
-        self.keys = torch.cat([self.keys, self.keys.new_zeros(extra, self.ring, self.hidden)])
-        self.words = torch.cat([self.words, self.words.new_zeros(extra, self.ring)])
-        self.last_weights = torch.cat(
-            [self.last_weights, self.last_weights.new_zeros(extra, self.ring)]
-        )
+        spare = self._spares.take(self._reserved) if self._spares is not None else None
+        grown = spare if spare is not None else self._zeros(self._reserved)
+        for new, current in zip(grown, (self.keys, self.words, self.last_weights), strict=True):
+            new[:old].copy_(current)
+        self.keys, self.words, self.last_weights = grown
+        extra = self.keys.shape[0] - old
         self.counts.extend([0] * extra)
         self.lows.extend([0] * extra)
         self.fresh.extend([False] * extra)

@@ -1,4 +1,4 @@
-"""Zeroed state tensors made on a helper thread before the state pool has to grow.
+"""Zeroed tensors made on a helper thread before the state pool (or cache) has to grow.
 
 Growing the pool (``StatePool.ensure_capacity``) makes bigger ``h``/``c`` tensors and
 copies the old ones in, on the inference thread, between two steps: every session waits.
@@ -7,6 +7,7 @@ Nearly all of that time is the kernel handing out and zeroing fresh pages, not t
 109 ms, copying the old contents into it 10.6 ms, the ``torch.cat`` it replaces 155 ms).
 So the pool asks for the next size while it is nearly full, a daemon thread makes the
 tensors (torch releases the GIL while it zeroes), and the growth itself only copies.
+The sessions' continuous caches (``SessionCaches``) grow the same way.
 """
 
 from __future__ import annotations
@@ -16,41 +17,41 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-Pair = tuple[Tensor, Tensor]
+Tensors = tuple[Tensor, ...]
 
 
 class SpareTensors:
-    """At most one pair of tensors, made ahead for a given number of slots."""
+    """At most one set of tensors, made ahead for a given number of slots."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._ready: Pair | None = None
-        self._size = 0  # slots of the pair being made or made (0: none asked for)
+        self._ready: Tensors | None = None
+        self._size = 0  # slots of the set being made or made (0: none asked for)
 
-    def request(self, make: Callable[[int], Pair], slots: int) -> None:
-        """Start making ``make(slots)`` unless a pair of that many slots or more is
+    def request(self, make: Callable[[int], Tensors], slots: int) -> None:
+        """Start making ``make(slots)`` unless a set of that many slots or more is
         already made or under way."""
         with self._lock:
             if self._size >= slots:
                 return
-            self._size, self._ready = slots, None  # a smaller pair would be dropped anyway
+            self._size, self._ready = slots, None  # a smaller set would be dropped anyway
         thread = threading.Thread(
             target=self._make, args=(make, slots), name="pool-spare", daemon=True
         )
         thread.start()
 
-    def _make(self, make: Callable[[int], Pair], slots: int) -> None:
-        pair = make(slots)
+    def _make(self, make: Callable[[int], Tensors], slots: int) -> None:
+        tensors = make(slots)
         with self._lock:
             if self._size == slots:  # not overtaken by a bigger request or a take
-                self._ready = pair
+                self._ready = tensors
 
-    def take(self, slots: int) -> Pair | None:
-        """The made pair if it holds at least ``slots`` slots; None otherwise (not made
+    def take(self, slots: int) -> Tensors | None:
+        """The made set if it holds at least ``slots`` slots; None otherwise (not made
         yet, or too small: then it is dropped and the caller grows the slow way)."""
         with self._lock:
-            pair, self._ready = self._ready, None
-            if pair is None:
+            tensors, self._ready = self._ready, None
+            made, self._size = self._size, 0  # one under way is dropped when it is done
+            if tensors is None:
                 return None
-            self._size = 0
-            return pair if pair[0].shape[1] >= slots else None
+            return tensors if made >= slots else None

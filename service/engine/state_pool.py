@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from service.engine.spare_tensors import Pair, SpareTensors
+from service.engine.spare_tensors import SpareTensors, Tensors
 
 # Share of the reserved slots in use at which the next growth's tensors are made ahead
 # (CPU pools, ``SpareTensors``): the spare then costs memory only near a growth, which
@@ -101,7 +101,7 @@ class StatePool:
         """Slots reserved after the next growth."""
         return max(self._reserved + 1, int(self._reserved * self.growth))
 
-    def _zeros(self, slots: int) -> Pair:
+    def _zeros(self, slots: int) -> Tensors:
         h = torch.zeros(self.layers, slots, self.hidden, device=self.device, dtype=self.dtype)
         c = torch.zeros(self.layers, slots, self.cell_size, device=self.device, dtype=self.dtype)
         return h, c
