@@ -121,3 +121,19 @@ def test_session_caches_grow_into_the_spare_too() -> None:
             (pool.words[slot] == slot).all()
         )
     assert not pool.keys[more].any() and not pool.last_weights[more].any()
+
+
+def test_take_waits_for_a_set_still_being_made() -> None:
+    spares = SpareTensors()
+    made: list[int] = []
+
+    def slow(n: int) -> tuple[torch.Tensor, ...]:
+        time.sleep(0.3)
+        made.append(n)
+        return (torch.zeros(n),)
+
+    spares.request(slow, 10)
+    tensors = spares.take(8)  # under way and big enough: waited for, not made again
+    assert tensors is not None and tensors[0].shape == (10,) and made == [10]
+    spares.request(slow, 20)
+    assert spares.take(30) is None  # under way but too small: not waited for

@@ -27,6 +27,7 @@ class SpareTensors:
         self._lock = threading.Lock()
         self._ready: Tensors | None = None
         self._size = 0  # slots of the set being made or made (0: none asked for)
+        self._thread: threading.Thread | None = None
 
     def request(self, make: Callable[[int], Tensors], slots: int) -> None:
         """Start making ``make(slots)`` unless a set of that many slots or more is
@@ -35,10 +36,10 @@ class SpareTensors:
             if self._size >= slots:
                 return
             self._size, self._ready = slots, None  # a smaller set would be dropped anyway
-        thread = threading.Thread(
-            target=self._make, args=(make, slots), name="pool-spare", daemon=True
-        )
-        thread.start()
+            self._thread = threading.Thread(
+                target=self._make, args=(make, slots), name="pool-spare", daemon=True
+            )
+            self._thread.start()
 
     def _make(self, make: Callable[[int], Tensors], slots: int) -> None:
         tensors = make(slots)
@@ -47,8 +48,14 @@ class SpareTensors:
                 self._ready = tensors
 
     def take(self, slots: int) -> Tensors | None:
-        """The made set if it holds at least ``slots`` slots; None otherwise (not made
-        yet, or too small: then it is dropped and the caller grows the slow way)."""
+        """The made set if it holds at least ``slots`` slots, waiting for it if it is
+        still being made (it has a head start on making it again); None when there is
+        none, or it is too small: then it is dropped and the caller grows the slow way."""
+        with self._lock:
+            pending = self._ready is None and self._size >= slots
+            thread = self._thread if pending else None
+        if thread is not None:
+            thread.join()
         with self._lock:
             tensors, self._ready = self._ready, None
             made, self._size = self._size, 0  # one under way is dropped when it is done
