@@ -36,7 +36,7 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
 def _run(server: Any, tmp_path: Path, *extra: str, sessions: int = 6, **kw: Any) -> dict:
     words = wsload.write_words(tmp_path / "words.txt", count=500)
     out = tmp_path / "out.json"
-    argv = wsload.command(server.url, sessions, words=words, json_path=out, **kw)
+    argv = wsload.Load(server.url, sessions, **kw).command(words, out)
     subprocess.run([*argv, *extra], check=True, capture_output=True, timeout=60)
     return json.loads(out.read_text())
 
@@ -90,9 +90,9 @@ def test_run_reads_like_a_loadgen_run(
     """``run`` gives what the reports of ``bench.http`` read from the Python client."""
     from bench.http.parts import print_ws
 
-    result = wsload.run(server.url, 4, 1.0, tmp_path / "run.json")
+    result = wsload.Load(server.url, 4, 1.0).run(tmp_path / "run.json")
     assert "error" not in result and result["ops"]["total"]["ok"] > 0
     print_ws("closed", result)
     assert f"{result['ops']['ws_feed']['throughput_rps']:9.1f} feeds/s" in capsys.readouterr().out
-    failed = wsload.run("http://127.0.0.1:1", 2, 0.5, tmp_path / "refused.json")
+    failed = wsload.Load("http://127.0.0.1:1", 2, 0.5).run(tmp_path / "refused.json")
     assert failed["ops"]["ws_connect"]["errors_by_code"] == {"client:connect": 2}

@@ -196,7 +196,7 @@ def _ws_loop(args: argparse.Namespace, url: str, rate: int | None, name: str) ->
     client; the C client leaves its first 3 s out, as a set-up transient."""
     if args.ws_client == "python":
         return orch._ws_run(args, url, 1000, 2, rate, name)
-    run = wsload.run(url, 1000, args.duration_s + 3, RAW / name, rate, warmup_s=3)
+    run = wsload.Load(url, 1000, args.duration_s + 3, rate, warmup_s=3).run(RAW / name)
     run["sessions"] = 1000
     return run
 

@@ -8,6 +8,8 @@ loadgen's shape (``ops.ws_feed``, ``client.cpu_util_per_process``), so reports r
 
     python -m bench.http.wsload --url http://127.0.0.1:8000 --sessions 1000 --duration-s 15
     python -m bench.http.wsload --url http://127.0.0.1:8000 --rate 8000 --trace trace.txt
+
+From Python: ``Load(url, sessions, duration_s, rate).run(json_path)``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,57 +56,53 @@ def write_words(path: Path, count: int = WORDS, seed: int = 0) -> Path:
     return path
 
 
-def command(
-    url: str,
-    sessions: int,
-    duration_s: float,
-    words: Path,
-    rate: float | None = None,
-    warmup_s: float = 0.0,
-    json_path: Path | None = None,
-    api_key: str | None = None,
-    extra: list[str] | None = None,
-) -> list[str]:
-    """The client's command line for a server at ``url`` (http or ws, IPv4 host)."""
-    parts = urlsplit(url)
-    argv = [str(build()), "--host", parts.hostname or "127.0.0.1"]
-    argv += ["--port", str(parts.port or 80), "--connections", str(sessions)]
-    argv += ["--duration-s", f"{duration_s:g}", "--warmup-s", f"{warmup_s:g}"]
-    argv += ["--words", str(words)]
-    if rate:
-        argv += ["--rate", f"{rate:g}"]
-    if json_path is not None:
-        argv += ["--json", str(json_path)]
-    if api_key:
-        argv += ["--api-key", api_key]
-    return argv + (extra or [])
+@dataclass(frozen=True)
+class Load:
+    """What the client is asked for: ``sessions`` streams against the server at ``url``
+    (http or ws, an IPv4 host), back to back, or ``rate`` feeds/s in all (open loop)."""
 
+    url: str
+    sessions: int
+    duration_s: float
+    rate: float | None = None
+    warmup_s: float = 0.0
+    api_key: str | None = None
 
-def run(
-    url: str,
-    sessions: int,
-    duration_s: float,
-    json_path: Path,
-    rate: float | None = None,
-    warmup_s: float = 0.0,
-    timeout_s: float | None = None,
-) -> dict[str, Any]:
-    """One run; the client's JSON (loadgen-shaped), or ``{"error": ...}``."""
-    words = write_words(json_path.with_name("wsload-words.txt"))
-    argv = command(url, sessions, duration_s, words, rate, warmup_s, json_path)
-    budget = timeout_s or duration_s + 120 + sessions * 0.02  # connects, grace, drain
-    json_path.unlink(missing_ok=True)
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=budget, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {budget:.0f} s", "command": shlex.join(argv)}
-    json_path.with_suffix(".txt").write_text(shlex.join(argv) + "\n\n" + proc.stderr)
-    if proc.returncode != 0 or not json_path.exists():
-        return {"error": f"exit {proc.returncode}: {proc.stderr[-2000:]}"}
-    result: dict[str, Any] = json.loads(json_path.read_text())
-    result["ops"]["total"] = result["ops"]["ws_feed"]  # the loadgen's reports read either
-    result["command"] = shlex.join(argv)
-    return result
+    def command(
+        self, words: Path, json_path: Path | None = None, extra: Sequence[str] = ()
+    ) -> list[str]:
+        """The client's command line, feeding the words of the file ``words``."""
+        parts = urlsplit(self.url)
+        argv = [str(build()), "--host", parts.hostname or "127.0.0.1"]
+        argv += ["--port", str(parts.port or 80), "--connections", str(self.sessions)]
+        argv += ["--duration-s", f"{self.duration_s:g}", "--warmup-s", f"{self.warmup_s:g}"]
+        argv += ["--words", str(words)]
+        if self.rate:
+            argv += ["--rate", f"{self.rate:g}"]
+        if json_path is not None:
+            argv += ["--json", str(json_path)]
+        if self.api_key:
+            argv += ["--api-key", self.api_key]
+        return [*argv, *extra]
+
+    def run(self, json_path: Path, timeout_s: float | None = None) -> dict[str, Any]:
+        """One run; the client's JSON (loadgen-shaped), or ``{"error": ...}``."""
+        words = write_words(json_path.with_name("wsload-words.txt"))
+        argv = self.command(words, json_path)
+        # connects, the grace for the last answers, the sessions' set-up
+        budget = timeout_s or self.duration_s + 120 + self.sessions * 0.02
+        json_path.unlink(missing_ok=True)
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=budget, check=False)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {budget:.0f} s", "command": shlex.join(argv)}
+        json_path.with_suffix(".txt").write_text(shlex.join(argv) + "\n\n" + proc.stderr)
+        if proc.returncode != 0 or not json_path.exists():
+            return {"error": f"exit {proc.returncode}: {proc.stderr[-2000:]}"}
+        result: dict[str, Any] = json.loads(json_path.read_text())
+        result["ops"]["total"] = result["ops"]["ws_feed"]  # the loadgen's reports read either
+        result["command"] = shlex.join(argv)
+        return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -116,19 +116,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "wsload.json")
     parser.add_argument("--trace", type=Path, help="each answered feed's due time and latency")
     args = parser.parse_args(argv)
+    load = Load(args.url, args.sessions, args.duration_s, args.rate, args.warmup_s, args.api_key)
     words = write_words(args.json.with_name("wsload-words.txt"))
     extra = ["--trace", str(args.trace)] if args.trace else []
-    cmd = command(
-        args.url,
-        args.sessions,
-        args.duration_s,
-        words,
-        args.rate,
-        args.warmup_s,
-        args.json,
-        args.api_key,
-        extra,
-    )
+    cmd = load.command(words, args.json, extra)
     raise SystemExit(subprocess.run(cmd, check=False).returncode)
 
 
