@@ -140,7 +140,7 @@ def test_bodies_are_ptb_lines_of_10_to_20_words(tmp_path: Path) -> None:
 def test_tree_cpu_counts_children() -> None:
     import os
 
-    from bench.http.targets import tree_cpu_s
+    from bench.http.targets_common import tree_cpu_s
 
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:

@@ -24,7 +24,7 @@ from typing import Any
 from bench.args import int_list
 from bench.http.bodies import DEFAULT_OUT as BODIES
 from bench.http.parts import print_ws, ws_run
-from bench.http.targets import tree_cpu_s
+from bench.http.targets_common import tree_cpu_s
 from bench.http.wrk import run_wrk
 from bench.serverproc import ROOT, ServerProcess, start_server
 

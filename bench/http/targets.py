@@ -19,51 +19,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.http import orchestrator as orch
-from bench.http import wsload
 from bench.http.bodies import DEFAULT_OUT as BODIES
 from bench.http.bodies import DEFAULT_PTB, write_bodies
-from bench.serverproc import ROOT, ServerProcess, free_port, start_app, start_server
+from bench.http.targets_common import (
+    RAW,
+    engine_alone,
+    litserve,
+    lstm_serve,
+    tree_cpu_s,
+    wait_quiet,
+)
+from bench.http.targets_ws import ws_part, ws_summary
+from bench.serverproc import ROOT, ServerProcess
 
 HERE = Path(__file__).resolve().parent
-RAW = ROOT / "bench" / "out" / "targets"
-TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu_s(root: int) -> float:
-    """utime+stime (s) of ``root`` and every live descendant (children, grandchildren)."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) * TICK_S)
-    tree, total, grew = {root}, 0.0, True
-    while grew:
-        more = {pid for pid, (ppid, _) in stats.items() if ppid in tree} - tree
-        tree |= more
-        grew = bool(more)
-    for pid in tree:
-        total += stats.get(pid, (0, 0.0))[1]
-    return total
-
-
-def wait_quiet(max_load: float, patience_s: float) -> float:
-    """Wait (up to ``patience_s``) for the 1-minute load average to drop below ``max_load``."""
-    deadline = time.monotonic() + patience_s
-    while os.getloadavg()[0] >= max_load and time.monotonic() < deadline:
-        time.sleep(5)
-    return os.getloadavg()[0]
 
 
 def wrk_measured(
@@ -95,33 +71,6 @@ def wrk_measured(
     return result
 
 
-def engine_alone(
-    args: argparse.Namespace, tag: str, parts: str, extra: list[str]
-) -> dict[str, Any]:
-    """``bench.micro.engine_bench`` in a subprocess (its own interpreter, like the engine)."""
-    load = wait_quiet(args.max_load, args.patience_s)
-    out = RAW / f"{tag}.json"
-    cmd = [sys.executable, "-m", "bench.micro.engine_bench", "--parts", parts]
-    cmd += ["--threads", "1", "--bodies", str(args.bodies), "--json", str(out), *extra]
-    subprocess.run(cmd, cwd=ROOT, check=True, stderr=subprocess.DEVNULL)
-    result = json.loads(out.read_text())
-    result["load_before"] = load
-    return result
-
-
-def lstm_serve(
-    args: argparse.Namespace, tag: str, env: dict[str, str] | None = None
-) -> ServerProcess:
-    full = {"LSTM_SERVE_MODEL_PATH": str(args.model), "LSTM_SERVE_LOG_LEVEL": "warning"}
-    return start_server({**full, **(env or {})}, RAW / f"server-{tag}.log", 180)
-
-
-def litserve(args: argparse.Namespace, tag: str) -> ServerProcess:
-    port = free_port()
-    cmd = [sys.executable, "-m", "bench.http.litserve_app", "--port", str(port)]
-    return start_app([*cmd, "--model", str(args.model)], RAW / f"server-{tag}.log", port, "/health")
-
-
 def predict_round(args: argparse.Namespace, round_: int) -> dict[str, Any]:
     """One A/B/C/D round: engine (with the bare model), lstm-serve, LitServe."""
     print(f"[round {round_}]", flush=True)
@@ -143,64 +92,6 @@ def predict_round(args: argparse.Namespace, round_: int) -> dict[str, Any]:
     return row
 
 
-def ws_part(args: argparse.Namespace) -> dict[str, Any]:
-    """1,000 WebSocket sessions back to back vs the engine's own feeds of the same words
-    (``--feed-words loadgen``), and of one PTB token each for reference; then open loop at
-    80 % of the engine's rate (the target), and at 80 % of the server's own closed-loop
-    rate (the usual way to read latency "at 80 % load", reported beside it).
-
-    ``--ws-client c`` (the default) drives the loops with ``bench/wsload`` and also runs
-    the closed loop once with the Python client (``closed_python``), so that what the
-    client takes from the two cores shows beside the server's figure."""
-    print("[ws]", flush=True)
-    feeds = ["--feed-sessions", "1000", "--feed-concurrency", "1000"]
-    feeds += ["--duration-s", str(args.duration_s)]
-    out: dict[str, Any] = {"client": args.ws_client}
-    for words in ("bodies", "loadgen"):
-        run = engine_alone(args, f"engine-feeds-{words}", "feeds", [*feeds, "--feed-words", words])
-        out["engine" if words == "loadgen" else "engine_one_token"] = engine = run["feeds"][0]
-        print(
-            f"  engine feeds ({words} words, {engine['tokens_per_feed']:.3f} tokens each): "
-            f"{engine['feeds_per_s']:.0f}/s p99 {engine['p99']:.1f} ms",
-            flush=True,
-        )
-    engine = out["engine"]
-    args.raw = RAW
-    server = lstm_serve(args, "ws")
-    try:
-        if args.ws_client == "c":
-            out["load_before_python"] = wait_quiet(args.max_load, args.patience_s)
-            out["closed_python"] = orch._ws_run(args, server.url, 1000, 2, None, "ws-1000-py.json")
-        out["load_before"] = wait_quiet(args.max_load, args.patience_s)
-        out["closed"] = _ws_loop(args, server.url, None, "ws-1000.json")
-        rate = int(0.8 * engine["feeds_per_s"])
-        out["load_before_open"] = wait_quiet(args.max_load, args.patience_s)
-        out["open"] = _ws_loop(args, server.url, rate, f"ws-rate-{rate}.json")
-        out["open"]["rate"] = rate
-        closed = out["closed"].get("ops", {}).get("ws_feed", {}).get("throughput_rps")
-        if closed:
-            own = int(0.8 * closed)
-            out["load_before_open_own"] = wait_quiet(args.max_load, args.patience_s)
-            out["open_own"] = _ws_loop(args, server.url, own, f"ws-own-{own}.json")
-            out["open_own"]["rate"] = own
-    finally:
-        server.stop()
-    for key in ("closed_python", "closed", "open", "open_own"):
-        if key in out:
-            orch._print_ws(key, out[key])
-    return out
-
-
-def _ws_loop(args: argparse.Namespace, url: str, rate: int | None, name: str) -> dict[str, Any]:
-    """A closed loop (``rate`` None) or open loop over 1,000 sessions, with the chosen
-    client; the C client leaves its first 3 s out, as a set-up transient."""
-    if args.ws_client == "python":
-        return orch._ws_run(args, url, 1000, 2, rate, name)
-    run = wsload.Load(url, 1000, args.duration_s + 3, rate, warmup_s=3).run(RAW / name)
-    run["sessions"] = 1000
-    return run
-
-
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
@@ -215,7 +106,7 @@ def summarize(rounds: list[dict[str, Any]], ws: dict[str, Any] | None) -> dict[s
     if rounds:
         s.update(_predict_summary(rounds, mean_of))
     if ws and "error" not in ws["closed"] and "error" not in ws["open"]:
-        s.update(_ws_summary(ws))
+        s.update(ws_summary(ws))
         s["met"].update(s.pop("met_ws"))
     return s
 
@@ -252,39 +143,6 @@ def _predict_summary(rounds: list[dict[str, Any]], mean_of: Any) -> dict[str, An
         "p99 <= litserve": http_p99 <= ls_p99,
         "server >= 1.6 cores": s["http_server_cores"] >= 1.6,
         "lone +<= 1 ms": s["lone_added_ms"] <= 1.0,
-    }
-    return s
-
-
-def _ws_summary(ws: dict[str, Any]) -> dict[str, Any]:
-    closed = ws["closed"]["ops"]["ws_feed"]
-    opened = ws["open"]["ops"]["ws_feed"]
-    s: dict[str, Any] = {
-        "ws_feeds_per_s": closed["throughput_rps"],
-        "ws_engine_feeds_per_s": ws["engine"]["feeds_per_s"],
-        "ws_engine_one_token_feeds_per_s": ws["engine_one_token"]["feeds_per_s"],
-        "ws_open_rate": ws["open"]["rate"],
-        "ws_open_p99_ms": opened["latency_ms"]["p99"],
-        "ws_open_achieved": opened["throughput_rps"],
-    }
-    s["ws_over_engine"] = s["ws_feeds_per_s"] / s["ws_engine_feeds_per_s"]
-    s["ws_client"] = ws.get("client", "python")
-    s["ws_client_cores"] = sum(ws["closed"]["client"]["cpu_util_per_process"])
-    python = ws.get("closed_python")
-    if python and "error" not in python:
-        s["ws_python_client_feeds_per_s"] = python["ops"]["ws_feed"]["throughput_rps"]
-        s["ws_python_client_cores"] = sum(python["client"]["cpu_util_per_process"])
-        s["ws_python_client_over_engine"] = (
-            s["ws_python_client_feeds_per_s"] / s["ws_engine_feeds_per_s"]
-        )
-    own = ws.get("open_own")
-    if own and "error" not in own:
-        s["ws_open_own_rate"] = own["rate"]
-        s["ws_open_own_p99_ms"] = own["ops"]["ws_feed"]["latency_ms"]["p99"]
-        s["ws_open_own_achieved"] = own["ops"]["ws_feed"]["throughput_rps"]
-    s["met_ws"] = {
-        "ws >= 80% engine": s["ws_over_engine"] >= 0.8,
-        "ws p99 <= 100 ms at 80%": (s["ws_open_p99_ms"] or 1e9) <= 100,
     }
     return s
 
