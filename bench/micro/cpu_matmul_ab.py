@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -205,6 +207,21 @@ def prompts(model_dir: Path, rounds: int) -> list[dict[str, object]]:
     return out
 
 
+def print_table(
+    title: str,
+    headers: list[str],
+    align: str,
+    rows: list[dict[str, Any]],
+    cells: Callable[[dict[str, Any]], list[object]],
+) -> None:
+    """A markdown table under ``title``; ``align`` has an ``l`` or ``r`` per column."""
+    print(f"\n{title}\n")
+    print("| " + " | ".join(headers) + " |")
+    print("| " + " | ".join("---:" if side == "r" else "---" for side in align) + " |")
+    for row in rows:
+        print("| " + " | ".join(str(cell) for cell in cells(row)) + " |")
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
@@ -218,46 +235,79 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     machine = f"{cpu_model()}, torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}"
-    print(f"{machine}\n\nEach product: default (MKL) against oneDNN with a packed weight\n")
-    print("| model | weight | rows | default ms | oneDNN ms | speed-up | max diff |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    print(machine)
     product_rows = [row for model in args.models for row in products(model, args.rounds)]
-    for r in product_rows:
-        print(
-            f"| {r['model']} | {r['weight']} {r['shape']} | {r['rows']} | {r['default_ms']} "
-            f"| {r['onednn_ms']} | {r['speedup']}× | {r['max_difference']:.1e} |"
-        )
-    print("\nThe one-word step (gate table), default against packed\n")
-    print("| model | H | rows | default ms | oneDNN ms | speed-up | max h/c diff |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    step_rows = [row for model in args.models for row in steps(model, args.rounds)]
-    for r in step_rows:
-        print(
-            f"| {r['model']} | {r['hidden']} | {r['rows']} | {r['default_ms']} "
-            f"| {r['onednn_ms']} | {r['speedup']}× | {r['max_state_difference']:.1e} |"
-        )
-    print("\nA step's results: logsumexp + topk against log_softmax + two-level top-k\n")
-    print("| rows | logsumexp + topk ms | log_softmax + two-level ms | speed-up | same ids |")
-    print("| ---: | ---: | ---: | ---: | --- |")
-    result_rows = results(args.rounds)
-    for r in result_rows:
-        print(
-            f"| {r['rows']} | {r['logsumexp_topk_ms']} | {r['log_softmax_two_level_ms']} "
-            f"| {r['speedup']}× | {r['same_ids']} |"
-        )
-    print("\nPrompt rows of T/2-T tokens: nn.LSTM packed (and padded) against packed_rows\n")
-    print(
-        "| model | rows | T | nn.LSTM ms | packed_rows ms | speed-up | padded nn.LSTM ms "
-        "| max diff |"
+    print_table(
+        "Each product: default (MKL) against oneDNN with a packed weight",
+        ["model", "weight", "rows", "default ms", "oneDNN ms", "speed-up", "max diff"],
+        "llrrrrr",
+        product_rows,
+        lambda r: [
+            r["model"],
+            f"{r['weight']} {r['shape']}",
+            r["rows"],
+            r["default_ms"],
+            r["onednn_ms"],
+            f"{r['speedup']}×",
+            f"{r['max_difference']:.1e}",
+        ],
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    step_rows = [row for model in args.models for row in steps(model, args.rounds)]
+    print_table(
+        "The one-word step (gate table), default against packed",
+        ["model", "H", "rows", "default ms", "oneDNN ms", "speed-up", "max h/c diff"],
+        "lrrrrrr",
+        step_rows,
+        lambda r: [
+            r["model"],
+            r["hidden"],
+            r["rows"],
+            r["default_ms"],
+            r["onednn_ms"],
+            f"{r['speedup']}×",
+            f"{r['max_state_difference']:.1e}",
+        ],
+    )
+    result_rows = results(args.rounds)
+    print_table(
+        "A step's results: logsumexp + topk against log_softmax + two-level top-k",
+        ["rows", "logsumexp + topk ms", "log_softmax + two-level ms", "speed-up", "same ids"],
+        "rrrrl",
+        result_rows,
+        lambda r: [
+            r["rows"],
+            r["logsumexp_topk_ms"],
+            r["log_softmax_two_level_ms"],
+            f"{r['speedup']}×",
+            r["same_ids"],
+        ],
+    )
     prompt_rows = [row for model in args.models for row in prompts(model, args.rounds)]
-    for r in prompt_rows:
-        print(
-            f"| {r['model']} | {r['rows']} | {r['longest']} | {r['nn_lstm_ms']} "
-            f"| {r['packed_rows_ms']} | {r['speedup']}× | {r['padded_nn_lstm_ms']} "
-            f"| {r['max_difference']:.1e} |"
-        )
+    print_table(
+        "Prompt rows of T/2-T tokens: nn.LSTM packed (and padded) against packed_rows",
+        [
+            "model",
+            "rows",
+            "T",
+            "nn.LSTM ms",
+            "packed_rows ms",
+            "speed-up",
+            "padded nn.LSTM ms",
+            "max diff",
+        ],
+        "lrrrrrrr",
+        prompt_rows,
+        lambda r: [
+            r["model"],
+            r["rows"],
+            r["longest"],
+            r["nn_lstm_ms"],
+            r["packed_rows_ms"],
+            f"{r['speedup']}×",
+            r["padded_nn_lstm_ms"],
+            f"{r['max_difference']:.1e}",
+        ],
+    )
     result = {
         "machine": machine,
         "products": product_rows,

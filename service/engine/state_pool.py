@@ -54,8 +54,7 @@ class StatePool:
         self.device = device
         self.dtype = dtype
         self.growth = growth
-        self.h = torch.zeros(layers, capacity, hidden, device=device, dtype=dtype)
-        self.c = torch.zeros(layers, capacity, self.cell_size, device=device, dtype=dtype)
+        self.h, self.c = self._zeros(capacity)
         # log-sum-exp of each slot's next-word logits when known (NaN otherwise): scoring
         # the first fed token then needs one dot product instead of a decoder pass.
         self.log_norm = array("d", [math.nan]) * capacity
