@@ -3,7 +3,9 @@ thread when it nears full (``SpareTensors``), so the inference thread only copie
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -137,3 +139,24 @@ def test_take_waits_for_a_set_still_being_made() -> None:
     assert tensors is not None and tensors[0].shape == (10,) and made == [10]
     spares.request(slow, 20)
     assert spares.take(30) is None  # under way but too small: not waited for
+
+
+def test_pool_growth_bench_runs(tmp_path: Path) -> None:
+    from bench.micro.pool_growth import main
+
+    result = main(
+        [
+            "--up-to",
+            "3000",
+            "--cache-up-to",
+            "5000",
+            "--head-start-s",
+            "0.05",
+            "--json",
+            str(tmp_path / "growth.json"),
+        ]
+    )
+    assert [s for s, _ in result["pool_made_ahead"]] == [1536, 2304, 3456]
+    assert [s for s, _ in result["pool_on_the_spot"]] == [1536, 2304, 3456]
+    assert [s for s, _ in result["caches_made_ahead"]] == [6144]
+    assert json.loads((tmp_path / "growth.json").read_text())["model"].endswith("default")

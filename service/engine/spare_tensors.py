@@ -2,12 +2,13 @@
 
 Growing the pool (``StatePool.ensure_capacity``) makes bigger ``h``/``c`` tensors and
 copies the old ones in, on the inference thread, between two steps: every session waits.
-Nearly all of that time is the kernel handing out and zeroing fresh pages, not the copy
-(one tensor of the bundled model at 132,859 slots: ``torch.zeros`` of the grown size
-109 ms, copying the old contents into it 10.6 ms, the ``torch.cat`` it replaces 155 ms).
+Nearly all of that time is the kernel handing out and zeroing fresh pages, not the copy.
 So the pool asks for the next size while it is nearly full, a daemon thread makes the
-tensors (torch releases the GIL while it zeroes), and the growth itself only copies.
-The sessions' continuous caches (``SessionCaches``) grow the same way.
+tensors (torch releases the GIL while it zeroes), and the growth itself only copies: the
+bundled model's pool grown to 132,859 slots stops the engine 33-101 ms instead of
+163-196, to 298,932 slots 78-83 ms instead of 363-418 (``python -m
+bench.micro.pool_growth``, BENCHMARKS §0.9). The sessions' continuous caches
+(``CachePool``) grow the same way.
 """
 
 from __future__ import annotations

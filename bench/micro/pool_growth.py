@@ -1,0 +1,101 @@
+"""How long a growth of the state pool (and of the continuous caches' rings) stops the
+inference thread: into tensors made ahead on a helper thread (``SpareTensors``, the
+default on a CPU) against made on the spot, at each size the pool passes on its way up.
+
+    python -m bench.micro.pool_growth --model models/default --up-to 250000
+
+Each growth is timed alone (``ensure_capacity``) after the slots that trigger it were
+handed out; ``--head-start-s`` is how long the helper thread gets first (in a server,
+the time between 90 % and 100 % full).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import read_config
+from models.continuous_cache import CacheParams
+from service.engine.session_cache import CachePool
+from service.engine.state_pool import StatePool
+
+Growths = list[tuple[int, float]]  # (slots after the growth, ms it took)
+
+
+def pool_growths(hidden: int, layers: int, up_to: int, spare: bool, head_start_s: float) -> Growths:
+    pool = StatePool(layers, hidden, 1024, torch.device("cpu"))
+    if not spare:
+        pool._spares = None
+    out: Growths = []
+    while pool.capacity < up_to:
+        for _ in range(pool.capacity - pool.in_use + 1):
+            pool.allocate()
+        time.sleep(head_start_s if spare else 0.0)
+        started = time.perf_counter()
+        pool.ensure_capacity()
+        out.append((pool.capacity, round((time.perf_counter() - started) * 1e3, 1)))
+    return out
+
+
+def cache_growths(hidden: int, up_to: int, spare: bool, head_start_s: float) -> Growths:
+    params = CacheParams(theta=1.0, lam=0.1, window=100)
+    caches = CachePool(params, hidden, 32, 1 << 40, torch.device("cpu"), capacity=4096)
+    if not spare:
+        caches._spares = None
+    out: Growths = []
+    while caches.keys.shape[0] < up_to:
+        for _ in range(caches.keys.shape[0] - caches.in_use + 1):
+            caches.allocate()
+        time.sleep(head_start_s if spare else 0.0)
+        started = time.perf_counter()
+        caches.ensure_capacity()
+        out.append((caches.keys.shape[0], round((time.perf_counter() - started) * 1e3, 1)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("models/default"))
+    parser.add_argument(
+        "--up-to", type=int, default=250_000, help="grow the state pool past this many slots"
+    )
+    parser.add_argument(
+        "--cache-up-to",
+        type=int,
+        default=14_000,
+        help="grow the caches past this many rings (0: skip)",
+    )
+    parser.add_argument("--head-start-s", type=float, default=1.0)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    config = read_config(args.model)["architecture"]
+    hidden, layers = int(config["hidden_size"]), int(config["num_layers"])
+    result: dict[str, Any] = {"model": str(args.model), "head_start_s": args.head_start_s}
+    for spare in (False, True):
+        key = "made_ahead" if spare else "on_the_spot"
+        result[f"pool_{key}"] = pool_growths(hidden, layers, args.up_to, spare, args.head_start_s)
+        if args.cache_up_to:
+            result[f"caches_{key}"] = cache_growths(
+                hidden, args.cache_up_to, spare, args.head_start_s
+            )
+    for what in ("pool", "caches"):
+        if f"{what}_on_the_spot" not in result:
+            continue
+        print(f"\n{what}: slots after the growth, ms on the spot, ms made ahead")
+        pairs = zip(result[f"{what}_on_the_spot"], result[f"{what}_made_ahead"], strict=True)
+        for (slots, slow), (_, fast) in pairs:
+            print(f"  {slots:>8}  {slow:8.1f}  {fast:8.1f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
