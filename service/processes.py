@@ -21,6 +21,7 @@ from typing import Any
 
 from service import logs
 from service.cpu_sharing import set_gil_switch_interval, tune_garbage_collector
+from service.engine.native_names import name_this_thread
 from service.settings import Settings
 
 log = logging.getLogger("lstm_serve")
@@ -58,6 +59,7 @@ def _become_child(settings: Settings, name: str) -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    name_this_thread(f"lstm-{name}")  # the main thread's name is the process's, in ps/top
     logs.configure(settings.log_level, settings.log_json, process=name)
 
 

@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         description="the engine's torch CPU threads (0 = the CPUs the API processes leave, "
         "at least one)",
     )
+    inference_nice: int = Field(
+        0,
+        ge=-20,
+        le=19,
+        description="nice value of the engine's inference thread alone (e.g. -10: it runs "
+        "first when the API processes contend for the CPUs; below 0 needs CAP_SYS_NICE, "
+        "and a refusal is logged and ignored)",
+    )
     api_workers: int = Field(
         0,
         ge=0,
@@ -183,6 +191,7 @@ class Settings(BaseSettings):
             max_sessions=self.max_sessions,
             session_sweep_interval_s=self.session_sweep_interval_s,
             threads=self.engine_threads(),
+            inference_nice=self.inference_nice,
             session_store=self.session_store,
             session_durability=self.session_durability,
             write_behind_interval_s=self.write_behind_interval_s,

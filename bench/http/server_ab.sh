@@ -9,6 +9,8 @@
 #
 # predict: wrk, 64 connections, 15 s, the varied bodies of bench/http/wrk_predict.lua.
 # ws: lstm-serve-bench ws, 1,000 sessions feeding back to back, 20 s, 2 client processes.
+# wsopen: bench/wsload (C), 1,000 sessions: 6 s back to back, then an open loop at RATE
+#   feeds/s in all (default 4900) for 18 s, the first 3 s left out.
 # overload: paced wrk (bench/http/wrk_paced.lua), RATE req/s in all (default 2400) over 1,024
 #   connections for 15 s, against LSTM_SERVE_MAX_QUEUE=256 (add it to a variant to change).
 # ROUNDS (default 2) repeats the whole list; results go to bench/out/ab/<scenario>/ (git-ignored).
@@ -104,6 +106,20 @@ for round in $(seq "$rounds"); do
           "$(grep -E "ws_feed" "$out/${label}_$round.txt" | head -1)" \
           "$(cpu_per_request "$pid" "$before" "$answered" "$workers_before")"
         ;;
+      wsopen)
+        .venv/bin/python -m bench.http.wsload --url "http://127.0.0.1:$port" --duration-s 6 \
+          --json "$out/${label}_${round}_closed.json" >/dev/null 2>&1
+        before=$(tree_cpu "$pid")
+        workers_before=$(worker_cpus "$pid")
+        rows_before=$(model_rows)
+        .venv/bin/python -m bench.http.wsload --url "http://127.0.0.1:$port" \
+          --rate "${RATE:-4900}" --duration-s 18 --json "$out/${label}_$round.json" \
+          >"$out/${label}_$round.txt" 2>&1
+        answered=$(($(model_rows) - rows_before))
+        printf '%-12s round %d: %s\n    %s\n' "$label" "$round" \
+          "$(grep -E "open loop" "$out/${label}_$round.txt" | sed 's/^wsload: //' | head -1)" \
+          "$(cpu_per_request "$pid" "$before" "$answered" "$workers_before")"
+        ;;
       overload)
         LSTM_SERVE_BENCH_THREAD_RATE=$((${RATE:-2400} / 2)) wrk -t2 -c1024 -d15s --timeout 10s \
           --latency -s bench/http/wrk_paced.lua "http://127.0.0.1:$port" >"$out/${label}_$round.txt"
@@ -114,7 +130,7 @@ for round in $(seq "$rounds"); do
           "$(awk '$1 == "99%" {print $2}' "$out/${label}_$round.txt")" \
           "$(grep -oP 'Socket errors: \K.*' "$out/${label}_$round.txt" || echo none)"
         ;;
-      *) echo "unknown scenario $scenario (predict, ws or overload)"; kill "$pid"; exit 2 ;;
+      *) echo "unknown scenario $scenario (predict, ws, wsopen or overload)"; kill "$pid"; exit 2 ;;
     esac
     kill -TERM "$pid"
     wait "$pid"

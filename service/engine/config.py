@@ -25,6 +25,7 @@ class EngineConfig:
     session_sweep_interval_s: float = 5.0
     initial_pool_slots: int = 1024
     threads: int = 0  # torch CPU threads; 0 = torch's own default
+    inference_nice: int = 0  # the inference thread's nice value (below 0: CAP_SYS_NICE)
     session_store: str = "memory"  # or redis://host:port/db
     session_durability: Durability = "sync"
     write_behind_interval_s: float = 0.05

@@ -84,6 +84,7 @@ class Engine:
             self.config.max_batch_size,
             self.config.max_batch_tokens,
             self.config.max_queue,
+            self.config.inference_nice,
         )
         pool.submitted = lambda: worker.submitted
         pool.settled_below = worker.settled_below

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 from torch import Tensor
 
+from service.engine.native_names import name_this_thread
+
 Tensors = tuple[Tensor, ...]
 
 
@@ -43,6 +45,7 @@ class SpareTensors:
             self._thread.start()
 
     def _make(self, make: Callable[[int], Tensors], slots: int) -> None:
+        name_this_thread("pool-spare")
         tensors = make(slots)
         with self._lock:
             if self._size == slots:  # not overtaken by a bigger request or a take

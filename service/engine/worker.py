@@ -21,6 +21,7 @@ import torch
 
 from service.engine.errors import Overloaded, ServeError, SessionNotFound, Timeout
 from service.engine.metrics import EngineMetrics
+from service.engine.native_names import name_this_thread, set_this_thread_nice
 from service.engine.runner import ModelRunner, RowResult
 from service.engine.sampling import sample, word_logprobs
 from service.engine.work import DoneEvent, FinishReason, TokenEvent, WorkItem
@@ -39,6 +40,7 @@ class InferenceWorker:
         max_batch_size: int,
         max_batch_tokens: int,
         max_queue: int,
+        nice: int = 0,
     ) -> None:
         self.runner = runner
         self.loop = loop
@@ -46,6 +48,7 @@ class InferenceWorker:
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_queue = max_queue
+        self.nice = nice  # the inference thread's own, set when it starts
         self._queue: list[WorkItem] = []
         self._active: list[WorkItem] = []  # running generations
         self._cond = threading.Condition()
@@ -108,6 +111,11 @@ class InferenceWorker:
 
     # ---- inference thread ------------------------------------------------------------
     def _run(self) -> None:
+        name_this_thread("inference")
+        if self.nice:
+            refused = set_this_thread_nice(self.nice)
+            if refused:
+                log.warning("inference thread kept its priority: nice %d %s", self.nice, refused)
         try:
             while True:
                 with self._cond:
