@@ -12,12 +12,12 @@ interval it was ready to run but waited for a CPU; the sum of "run" is the tree'
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.json_out import write_result
 from bench.proc_cpu import tree_cpu
 
 Key = tuple[int, int, str]  # pid, tid, thread name
@@ -79,8 +79,7 @@ def main() -> None:
         parser.error(f"no process {args.pid} (Linux /proc needed)")
     shares = measure(args.pid, args.seconds)
     print(table(shares))
-    if args.json:
-        args.json.write_text(json.dumps([asdict(s) for s in shares], indent=1) + "\n")
+    write_result(args.json, [asdict(s) for s in shares])
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ ratio depends on them (MKL runs AVX2 on AMD CPUs).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bench.json_out import write_result
 from bench.micro.cpu_step_ab import ROOT, alternated_ms, hidden_states, log_prob_error
 from models import lstm_step
 from models.checkpoint import load
@@ -315,9 +315,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "results": result_rows,
         "prompts": prompt_rows,
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.json, result, indent=2)
     return result
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import time
@@ -27,6 +26,7 @@ import torch
 
 from bench.args import int_list
 from bench.http.padded import padded_top_k
+from bench.json_out import write_result
 from bench.micro.session_memory import session_memory
 from bench.micro.workload import (
     VIAS,
@@ -279,9 +279,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)  # the bare model runs in this thread too
     tune_garbage_collector()  # as the engine process does, so the comparison is fair
     result = asyncio.run(main_async(args))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.json, result)
 
 
 if __name__ == "__main__":

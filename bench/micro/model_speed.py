@@ -6,7 +6,6 @@ python -m bench.micro.model_speed --json bench/results/model_speed.json
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 from torch.nn import functional
 
+from bench.json_out import write_result
 from models.checkpoint import load
 from models.config import ModelConfig
 from models.network import LanguageModel
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> None:
             f"decode step batch {batch:5}: {ms:8.3f} ms  ({batch / ms * 1e3:10,.0f} rows/s)",
             flush=True,
         )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=1) + "\n")
+    write_result(args.json, out)
 
 
 if __name__ == "__main__":

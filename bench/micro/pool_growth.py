@@ -12,13 +12,13 @@ the time between 90 % and 100 % full).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from bench.json_out import write_result
 from models.checkpoint import read_config
 from models.continuous_cache import CacheParams
 from service.engine.session_cache import CachePool
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         pairs = zip(result[f"{what}_on_the_spot"], result[f"{what}_made_ahead"], strict=True)
         for (slots, slow), (_, fast) in pairs:
             print(f"  {slots:>8}  {slow:8.1f}  {fast:8.1f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.json, result)
     return result
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import redis
 
+from bench.json_out import write_result
 from bench.loadgen.stats import latency_summary_ms
 from bench.serverproc import free_port
 from models.tokenizer import Tokenizer
@@ -207,11 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         with _redis_server(args.appendfsync) as url:
             result = asyncio.run(run(args, url))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    print(json.dumps(result, indent=2))
+    write_result(args.json, result, indent=2)
 
 
 if __name__ == "__main__":

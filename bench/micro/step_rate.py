@@ -14,7 +14,6 @@ feeds`` is the whole engine). ``--graphs on`` replays the one-token step from CU
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import statistics
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from bench.args import int_list
+from bench.json_out import write_result
 from models.checkpoint import load
 from service.engine.config import pick_device
 from service.engine.runner import ModelRunner, Row
@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if max(args.batch_sizes) > args.sessions:
         raise SystemExit("--batch-sizes must not exceed --sessions (rows name distinct slots)")
     result = run(args)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.json, result)
     return result
 
 

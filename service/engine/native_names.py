@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import sys
 import threading
 
+log = logging.getLogger(__name__)
 PR_SET_NAME = 15
 MAX_BYTES = 15  # the kernel's TASK_COMM_LEN, less the terminating zero
 
@@ -37,3 +39,12 @@ def set_this_thread_nice(nice: int) -> str | None:
     except (OSError, AttributeError) as error:
         return f"refused: {error}"
     return None
+
+
+def prepare_this_thread(name: str, nice: int = 0) -> None:
+    """Name the calling thread and, when ``nice`` is not 0, give it that nice value; a
+    refusal is logged (the thread runs on at its priority)."""
+    name_this_thread(name)
+    refused = set_this_thread_nice(nice) if nice else None
+    if refused:
+        log.warning("%s thread kept its priority: nice %d %s", name, nice, refused)

@@ -21,7 +21,7 @@ import torch
 
 from service.engine.errors import Overloaded, ServeError, SessionNotFound, Timeout
 from service.engine.metrics import EngineMetrics
-from service.engine.native_names import name_this_thread, set_this_thread_nice
+from service.engine.native_names import prepare_this_thread
 from service.engine.runner import ModelRunner, RowResult
 from service.engine.sampling import sample, word_logprobs
 from service.engine.work import DoneEvent, FinishReason, TokenEvent, WorkItem
@@ -111,11 +111,7 @@ class InferenceWorker:
 
     # ---- inference thread ------------------------------------------------------------
     def _run(self) -> None:
-        name_this_thread("inference")
-        if self.nice:
-            refused = set_this_thread_nice(self.nice)
-            if refused:
-                log.warning("inference thread kept its priority: nice %d %s", self.nice, refused)
+        prepare_this_thread("inference", self.nice)
         try:
             while True:
                 with self._cond:
