@@ -22,6 +22,7 @@ from typing import Any
 from service import logs
 from service.cpu_sharing import set_gil_switch_interval, tune_garbage_collector
 from service.engine.native_names import name_this_thread
+from service.listeners import listener_from
 from service.settings import Settings
 
 log = logging.getLogger("lstm_serve")
@@ -103,7 +104,7 @@ async def _serve_engine(settings: Settings, address: str, ready: Connection) -> 
 
 # ---- an API process ----------------------------------------------------------------------
 def run_api(settings_fields: dict[str, Any], address: str, listener: socket.socket) -> None:
-    """Serve HTTP and WebSockets on the supervisor's listening socket until SIGTERM drains."""
+    """Serve HTTP and WebSockets on the supervisor's port until SIGTERM drains."""
     _stop_cleanly_until_serving()
     # The websockets library stops reading an upgrade request at a line of 8 KiB and then
     # never answers (seen with uvicorn 0.54); reading longer lines lets the stream
@@ -132,7 +133,7 @@ def run_api(settings_fields: dict[str, Any], address: str, listener: socket.sock
     )
     server = DrainingServer(config, app, settings.drain_timeout_s)
     try:
-        server.run(sockets=[listener])
+        server.run(sockets=[listener_from(listener)])
     except SystemExit as stop:  # uvicorn re-raises a captured signal into _exit_cleanly
         if stop.code:  # uvicorn's own sys.exit(1): a failure stays a failure
             raise

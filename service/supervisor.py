@@ -9,8 +9,9 @@ processes; watch them all; shut them down in order.
   in-flight requests finished, session states stored), then the engine stores what is
   left and stops; exit 0. A second signal makes the API processes stop at once; exit 1.
 
-Children are started with ``multiprocessing``'s spawn (CUDA needs it); the listening
-socket is bound here and shared, so every API process accepts on the same port. They are
+Children are started with ``multiprocessing``'s spawn (CUDA needs it); the port is bound
+here, and every API process accepts on it: on its own ``SO_REUSEPORT`` socket where the
+kernel spreads connections (Linux), else on this one, shared (``service.listeners``). They are
 started with SIGTERM blocked (``service.processes.sigterm_blocked``): a SIGTERM that comes
 while a child is still importing waits until it can stop cleanly, instead of killing it
 (exit status -15, which made a stop right after readiness exit 1).
@@ -30,6 +31,7 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from service.listeners import bind_for
 from service.metrics_setup import MULTIPROC_ENV
 from service.processes import run_api, run_engine, sigterm_blocked
 from service.settings import Settings
@@ -123,14 +125,8 @@ class Supervisor:
                 return False
 
     def _listen(self) -> socket.socket:
-        host, port = self.settings.host, self.settings.port
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(2048)
-        listener.set_inheritable(True)
-        return listener
+        """The port, bound here once; each API process listens on it (``service.listeners``)."""
+        return bind_for(self.settings.host, self.settings.port, self.settings.api_processes())
 
     def _watch(self) -> int:
         assert self.engine is not None

@@ -61,6 +61,63 @@ def test_growth_without_a_spare_still_keeps_states() -> None:
         assert torch.equal(h, torch.full((2, 3), float(slot)))
 
 
+def test_a_reserved_pool_grows_in_place_without_a_copy() -> None:
+    pool = StatePool(2, 3, 4, CPU, growth=2.0)
+    slots = _fill(pool, 2)  # states from before the reservation move into it
+    assert pool.reserve(64)
+    storage = pool.h.untyped_storage().data_ptr()
+    extra = _fill(pool, 22)  # 4 -> 8 -> 16 -> 32, each by widening the view
+    assert pool.capacity == 32 and len(pool.log_norm) == 32
+    assert pool.h.untyped_storage().data_ptr() == storage  # the same memory: nothing copied
+    assert pool._spares is not None and pool._spares._size == 0  # no spare asked for
+    for slot in slots + extra:
+        h, c = pool.read(slot)
+        assert torch.equal(h, torch.full((2, 3), float(slot)))
+        assert torch.equal(c, torch.full((2, 3), -float(slot)))
+    fresh = [pool.allocate() for _ in range(8)]
+    pool.ensure_capacity()
+    assert all(not pool.read(slot)[0].any() for slot in fresh)  # untouched pages read zero
+    gathered_h, _ = pool.gather(torch.tensor(slots))
+    assert torch.equal(gathered_h[0, :, 0], torch.tensor([float(s) for s in slots]))
+
+
+def test_past_its_reservation_a_pool_grows_into_new_tensors() -> None:
+    pool = StatePool(2, 3, 4, CPU, growth=2.0)
+    assert pool.reserve(8)
+    slots = _fill(pool, 12)  # 4 -> 8 in place, then 16: past the room
+    assert pool.capacity == 16 and pool._room is None and pool.h.is_contiguous()
+    for slot in slots:
+        assert torch.equal(pool.read(slot)[0], torch.full((2, 3), float(slot)))
+
+
+def test_a_refused_reservation_leaves_the_pool_growing_as_before() -> None:
+    pool = StatePool(2, 3, 4, CPU, growth=2.0)
+    assert not pool.reserve(1 << 58)  # more address space than the machine has: refused
+    assert pool._room is None
+    slots = _fill(pool, 9)
+    assert pool.capacity == 16 and pool.h.shape == (2, 16, 3)
+    assert torch.equal(pool.read(slots[-1])[0], torch.full((2, 3), float(slots[-1])))
+
+
+def test_copy_now_reads_and_writes_a_reserved_pool() -> None:
+    pool = StatePool(2, 3, 4, CPU)
+    assert pool.reserve(1000)
+    [source] = _fill(pool, 1)
+    target = pool.allocate()
+    pool.ensure_capacity()
+    pool.copy_now(source, target)
+    assert torch.equal(pool.read(target)[0], pool.read(source)[0])
+
+
+def test_reserved_zeros_is_lazy_and_zero() -> None:
+    from service.engine.reserved_memory import reserved_zeros
+
+    big = reserved_zeros((2, 1 << 30), torch.float32)  # 8 GiB of address space
+    assert big is not None and big.shape == (2, 1 << 30)
+    assert big[1, -5:].sum().item() == 0.0  # reading touches one page, not 8 GiB
+    assert reserved_zeros((0, 4), torch.float32) is not None
+
+
 def test_a_spare_too_small_is_dropped() -> None:
     spares = SpareTensors()
     spares.request(lambda n: (torch.zeros(1, n, 1), torch.zeros(1, n, 1)), 10)
@@ -158,5 +215,6 @@ def test_pool_growth_bench_runs(tmp_path: Path) -> None:
     )
     assert [s for s, _ in result["pool_made_ahead"]] == [1536, 2304, 3456]
     assert [s for s, _ in result["pool_on_the_spot"]] == [1536, 2304, 3456]
+    assert [s for s, _ in result["pool_reserved"]] == [1536, 2304, 3456]
     assert [s for s, _ in result["caches_made_ahead"]] == [6144]
     assert json.loads((tmp_path / "growth.json").read_text())["model"].endswith("default")

@@ -130,6 +130,22 @@ def test_history_slots_are_freed(tiny_checkpoint: Path) -> None:
     run_engine(tiny_checkpoint, scenario)
 
 
+def test_history_bytes_gauge_counts_shared_states_once(tiny_checkpoint: Path) -> None:
+    """The sweeper's gauge: the source's states (one per word fed after the first) plus
+    the fork's own new one, each shared state once."""
+
+    async def scenario(engine: Engine) -> float:
+        session = await engine.create_session("the", k=1)
+        for word in WORDS:
+            await engine.feed(session.session_id, word, k=1)
+        fork = await engine.client.fork_session(session.session_id, k=1)
+        await engine.feed(fork.session_id, "again", k=1)
+        await asyncio.sleep(0.3)  # a few sweeps
+        return engine.metrics.session_history_bytes._value.get() / engine.runner.pool.bytes_per_slot
+
+    assert run_engine(tiny_checkpoint, scenario, session_sweep_interval_s=0.05) == len(WORDS) + 1
+
+
 def test_export_import_on_a_second_engine(tiny_checkpoint: Path) -> None:
     async def scenario(engine: Engine) -> None:
         session = await engine.create_session("the company said it", k=10)

@@ -1,6 +1,7 @@
 """How long a growth of the state pool (and of the continuous caches' rings) stops the
-inference thread: into tensors made ahead on a helper thread (``SpareTensors``, the
-default on a CPU) against made on the spot, at each size the pool passes on its way up.
+inference thread: into tensors made ahead on a helper thread (``SpareTensors``) against
+made on the spot, and (the pool) inside address space reserved first (``StatePool.reserve``,
+the engine's default on a CPU), at each size the pool passes on its way up.
 
     python -m bench.micro.pool_growth --model models/default --up-to 250000
 
@@ -27,10 +28,16 @@ from service.engine.state_pool import StatePool
 Growths = list[tuple[int, float]]  # (slots after the growth, ms it took)
 
 
-def pool_growths(hidden: int, layers: int, up_to: int, spare: bool, head_start_s: float) -> Growths:
+def pool_growths(
+    hidden: int, layers: int, up_to: int, spare: bool, head_start_s: float, reserve: int = 0
+) -> Growths:
+    """Each growth of a pool from 1,024 slots past ``up_to``; ``reserve``: slots of address
+    space reserved first (``StatePool.reserve``, what the engine does on a CPU)."""
     pool = StatePool(layers, hidden, 1024, torch.device("cpu"))
     if not spare:
         pool._spares = None
+    if reserve:
+        assert pool.reserve(reserve), "the kernel refused the reservation"
     out: Growths = []
     while pool.capacity < up_to:
         for _ in range(pool.capacity - pool.in_use + 1):
@@ -38,7 +45,7 @@ def pool_growths(hidden: int, layers: int, up_to: int, spare: bool, head_start_s
         time.sleep(head_start_s if spare else 0.0)
         started = time.perf_counter()
         pool.ensure_capacity()
-        out.append((pool.capacity, round((time.perf_counter() - started) * 1e3, 1)))
+        out.append((pool.capacity, round((time.perf_counter() - started) * 1e3, 2)))
     return out
 
 
@@ -84,11 +91,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result[f"caches_{key}"] = cache_growths(
                 hidden, args.cache_up_to, spare, args.head_start_s
             )
-    for what in ("pool", "caches"):
-        if f"{what}_on_the_spot" not in result:
-            continue
-        print(f"\n{what}: slots after the growth, ms on the spot, ms made ahead")
-        pairs = zip(result[f"{what}_on_the_spot"], result[f"{what}_made_ahead"], strict=True)
+    reserve = 2 * args.up_to
+    result["pool_reserved"] = pool_growths(hidden, layers, args.up_to, True, 0.0, reserve)
+    result["pool_reserved_slots"] = reserve
+    print("\npool: slots after the growth, ms on the spot, made ahead, in a reservation")
+    pairs = zip(
+        result["pool_on_the_spot"], result["pool_made_ahead"], result["pool_reserved"], strict=True
+    )
+    for (slots, slow), (_, fast), (_, reserved) in pairs:
+        print(f"  {slots:>8}  {slow:8.1f}  {fast:8.1f}  {reserved:8.2f}")
+    if "caches_on_the_spot" in result:
+        print("\ncaches: rings after the growth, ms on the spot, ms made ahead")
+        pairs = zip(result["caches_on_the_spot"], result["caches_made_ahead"], strict=True)
         for (slots, slow), (_, fast) in pairs:
             print(f"  {slots:>8}  {slow:8.1f}  {fast:8.1f}")
     write_result(args.json, result)

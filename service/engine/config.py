@@ -38,6 +38,14 @@ class EngineConfig:
     cuda_graphs: bool = False  # one-token steps replayed from CUDA graphs (service.engine.graphs)
     cpu_kernels: Kernel = "auto"  # CPU matmuls: oneDNN packed weights or torch's default
 
+    def pool_reserve_slots(self, bytes_per_slot: int) -> int:
+        """Slots a CPU state pool reserves address space for (``StatePool.reserve``: pages
+        exist once used): every resident session with its whole rewind history and a
+        feed's save in flight, the prefix cache full, and a full queue of stateless work."""
+        resident = self.max_resident_sessions or self.max_sessions
+        prefix = self.prefix_cache_bytes // max(1, bytes_per_slot)
+        return resident * (self.session_history + 2) + prefix + self.max_queue + self.max_batch_size
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":

@@ -72,6 +72,7 @@ class Engine:
         )
         await asyncio.to_thread(self.runner.warm_up)
         pool = self.runner.pool
+        pool.reserve(self.config.pool_reserve_slots(pool.bytes_per_slot))  # no growth copies
         self.runner.caches = self._session_caches(pool)
         self.prefix_cache = PrefixCache.for_pool(self.config.prefix_cache_bytes, pool, self.metrics)
         self.sessions = SessionRegistry(

@@ -83,6 +83,11 @@ class History:
     def slots(self) -> list[int]:
         return [slot for _, slot in self.entries if slot != START]
 
+    def slot_count(self) -> int:
+        """``len(self.slots())`` without the list: only the oldest entry can be ``START``."""
+        entries = self.entries
+        return len(entries) - 1 if entries and entries[0][1] == START else len(entries)
+
     def kept(self, position: int, limit: int) -> int:
         """How many of the latest tokens a rewind may undo."""
         if not self.entries:

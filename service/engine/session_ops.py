@@ -23,6 +23,7 @@ from service.engine.metrics import EngineMetrics
 from service.engine.results import SessionInfo, Step
 from service.engine.rows import RowResult, SlotState
 from service.engine.session_change import Change
+from service.engine.session_sweep import sweep_sessions
 from service.engine.sessions import Session, SessionRegistry
 from service.engine.state_pool import StatePool
 from service.engine.store_watch import StoreWatch
@@ -254,13 +255,11 @@ class SessionOps:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.config.session_sweep_interval_s)
-            for session in self.registry.expired():
-                if await self.durable.expire(session):
-                    self.metrics.sessions_expired.inc()
+            swept = await sweep_sessions(self.registry, self.durable.expire)
+            self.metrics.sessions_expired.inc(swept.expired)
             self.durable.prune()
             self._update_gauge()
-            history_bytes = self.registry.history_slots() * self.pool.bytes_per_slot
-            self.metrics.session_history_bytes.set(history_bytes)
+            self.metrics.session_history_bytes.set(swept.history_slots * self.pool.bytes_per_slot)
 
     def _update_gauge(self) -> None:
         """Session gauges, written only when they changed (called on every session call;

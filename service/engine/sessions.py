@@ -170,10 +170,6 @@ class SessionRegistry:
             self.caches.release(session.cache_slot)
             session.cache_slot = None
 
-    def history_slots(self) -> int:
-        """Pool slots held by rewind histories (for the bytes gauge)."""
-        return len({slot for s in self._sessions.values() for slot in s.history.slots()})
-
     def attach(self, session: Session) -> None:
         if session.streaming:
             raise SessionBusy(f"session {session.id!r} already has a live stream")
@@ -192,8 +188,3 @@ class SessionRegistry:
             and session.inflight == 0
             and session.last_used_at + self.ttl_s < now
         )
-
-    def expired(self, now: float | None = None) -> list[Session]:
-        """Idle sessions past their TTL, for the sweeper."""
-        now = time.time() if now is None else now
-        return [s for s in self._sessions.values() if self.is_expired(s, now)]

@@ -1,5 +1,9 @@
 """Preallocated recurrent state for every session: ``h``/``c`` ``[layers, capacity, hidden]``.
 
+On a CPU the engine first ``reserve``s address space for the most slots its settings can
+need; the pool then grows by widening its view of that mapping, without a copy
+(``reserved_memory``). Past it, or where there is none, a growth makes bigger tensors.
+
 A session owns one slot (a column index); batches gather and scatter by slot index, so
 there are no per-session tensors. Slot bookkeeping (``allocate``/``release``) runs on
 the event loop; the tensors are touched by the inference thread, which grows them
@@ -17,6 +21,7 @@ settled ones.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from array import array
@@ -27,12 +32,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from service.engine.reserved_memory import reserved_zeros
 from service.engine.spare_tensors import SpareTensors, Tensors
 
 # Share of the reserved slots in use at which the next growth's tensors are made ahead
 # (CPU pools, ``SpareTensors``): the spare then costs memory only near a growth, which
 # needs old and new tensors at once anyway.
 SPARE_AT = 0.9
+
+log = logging.getLogger(__name__)
 
 
 class StatePool:
@@ -71,10 +79,40 @@ class StatePool:
         self._host_views: tuple[Any, Any] | None = None  # numpy views of h, c (copy_now)
         self._spares = SpareTensors() if device.type == "cpu" else None
         self._spare_at = int(SPARE_AT * capacity)
+        self._room: Tensors | None = None  # reserved h, c that the pool widens into
+        self._room_used = 0  # slots of the room in use as the pool (``capacity``)
+
+    def reserve(self, slots: int) -> bool:
+        """Reserve address space for ``slots`` slots (CPU pools, before the worker runs):
+        from then on the pool grows up to that many by widening a view of zero pages that
+        exist once written (``reserved_zeros``), never by a copy. False where the kernel
+        refuses the mapping: the pool then grows as before."""
+        if self.device.type != "cpu" or slots <= self.capacity:
+            return False
+        h = reserved_zeros((self.layers, slots, self.hidden), self.dtype)
+        c = reserved_zeros((self.layers, slots, self.cell_size), self.dtype)
+        gib = slots * self.bytes_per_slot / 2**30
+        if h is None or c is None:
+            log.info("state pool: no address space reserved (%.1f GiB refused)", gib)
+            return False
+        log.info("state pool: address space for %d slots (%.1f GiB) reserved", slots, gib)
+        with self._grow_lock:
+            old = self.capacity
+            h[:, :old].copy_(self.h)
+            c[:, :old].copy_(self.c)
+            self._room_used = old
+            # The whole mapping, not a view of its first slots: indexing a view strided
+            # over layers made torch copy it whole (index_select: 140 ms at 120,000 slots).
+            self.h, self.c = self._room = (h, c)
+        return True
+
+    def _in_room(self, slots: int) -> bool:
+        return self._room is not None and slots <= self._room[0].shape[1]
 
     @property
     def capacity(self) -> int:
-        return int(self.h.shape[1])
+        """Slots the tensors cover (in a reservation: the slots handed out so far)."""
+        return self._room_used if self._room is not None else int(self.h.shape[1])
 
     @property
     def bytes_per_slot(self) -> int:
@@ -92,8 +130,9 @@ class StatePool:
             self._reserved = new_total
             self._spare_at = int(SPARE_AT * new_total)
         self.in_use += 1
-        if self.in_use >= self._spare_at and self._spares is not None:
-            self._spares.request(self._zeros, self._next_total())
+        spares, total = self._spares, self._next_total()
+        if self.in_use >= self._spare_at and spares is not None and not self._in_room(total):
+            spares.request(self._zeros, total)
         return self._free.pop()
 
     def _next_total(self) -> int:
@@ -133,6 +172,12 @@ class StatePool:
         entries that a fork shares with its source)."""
         self._shares.update(slots)  # Counter.update counts in C: a fork shares ~33 slots
 
+    @property
+    def shared_holds(self) -> int:
+        """Holds beyond the first on shared slots (a fork's share of its source's history
+        states): subtracted from the histories' slot count, each shared state counts once."""
+        return sum(self._shares.values())
+
     def ensure_capacity(self) -> None:
         """Grow the tensors to cover every reserved slot (inference thread only): into
         the spare pair made ahead when there is one big enough, else freshly made."""
@@ -140,11 +185,15 @@ class StatePool:
             return
         with self._grow_lock:
             old = self.capacity
-            spare = self._spares.take(self._reserved) if self._spares is not None else None
-            h, c = spare if spare is not None else self._zeros(self._reserved)
-            h[:, :old].copy_(self.h)
-            c[:, :old].copy_(self.c)
-            self.h, self.c = h, c
+            if self._in_room(self._reserved):
+                self._room_used = self._reserved
+            else:  # no room reserved, or past it: grow into new tensors from here on
+                self._room = None
+                spare = self._spares.take(self._reserved) if self._spares is not None else None
+                h, c = spare if spare is not None else self._zeros(self._reserved)
+                h[:, :old].copy_(self.h[:, :old])
+                c[:, :old].copy_(self.c[:, :old])
+                self.h, self.c = h, c
             self.log_norm.extend(array("d", [math.nan]) * (self.capacity - old))
 
     def gather(self, slots: Tensor) -> tuple[Tensor, Tensor]:
