@@ -66,7 +66,7 @@ def test_a_reserved_pool_grows_in_place_without_a_copy() -> None:
     slots = _fill(pool, 2)  # states from before the reservation move into it
     assert pool.reserve(64)
     storage = pool.h.untyped_storage().data_ptr()
-    extra = _fill(pool, 22)  # 4 -> 8 -> 16 -> 32, each by widening the view
+    extra = _fill(pool, 22)  # 4 -> 8 -> 16 -> 32, each inside the reservation
     assert pool.capacity == 32 and len(pool.log_norm) == 32
     assert pool.h.untyped_storage().data_ptr() == storage  # the same memory: nothing copied
     assert pool._spares is not None and pool._spares._size == 0  # no spare asked for

@@ -1,5 +1,6 @@
 """Zero CPU tensors whose pages exist only once written: the state pool reserves address
-space for its largest size up front, so it grows by widening a view, never by a copy.
+space for its largest size up front, so it grows by counting more slots as in use, never
+by a copy.
 
 Why: a growth of a pool in ordinary tensors copies every state on the inference thread,
 and every session waits. With the next tensors zeroed ahead (``SpareTensors``) that was

@@ -1,8 +1,8 @@
 """Preallocated recurrent state for every session: ``h``/``c`` ``[layers, capacity, hidden]``.
 
 On a CPU the engine first ``reserve``s address space for the most slots its settings can
-need; the pool then grows by widening its view of that mapping, without a copy
-(``reserved_memory``). Past it, or where there is none, a growth makes bigger tensors.
+need; the pool then grows by counting more of that mapping's slots as in use, without a
+copy (``reserved_memory``). Past it, or where there is none, a growth makes bigger tensors.
 
 A session owns one slot (a column index); batches gather and scatter by slot index, so
 there are no per-session tensors. Slot bookkeeping (``allocate``/``release``) runs on
@@ -79,13 +79,13 @@ class StatePool:
         self._host_views: tuple[Any, Any] | None = None  # numpy views of h, c (copy_now)
         self._spares = SpareTensors() if device.type == "cpu" else None
         self._spare_at = int(SPARE_AT * capacity)
-        self._room: Tensors | None = None  # reserved h, c that the pool widens into
+        self._room: Tensors | None = None  # reserved h, c that the pool grows inside
         self._room_used = 0  # slots of the room in use as the pool (``capacity``)
 
     def reserve(self, slots: int) -> bool:
         """Reserve address space for ``slots`` slots (CPU pools, before the worker runs):
-        from then on the pool grows up to that many by widening a view of zero pages that
-        exist once written (``reserved_zeros``), never by a copy. False where the kernel
+        from then on the pool grows up to that many inside zero pages that exist once
+        written (``reserved_zeros``), never by a copy. False where the kernel
         refuses the mapping: the pool then grows as before."""
         if self.device.type != "cpu" or slots <= self.capacity:
             return False
