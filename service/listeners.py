@@ -31,9 +31,18 @@ def spreads() -> bool:
 
 def bind_for(host: str, port: int, processes: int) -> socket.socket:
     """The supervisor's socket for ``processes`` API processes: bound and listening when
-    they share it, bound only (holding the port) when each will listen on its own."""
+    they share it, bound only (holding the port) when each will listen on its own.
+
+    Either way a port another server listens on is refused (``OSError``, address in use):
+    a ``SO_REUSEPORT`` bind alone would join that server's group and quietly take half
+    its connections, so the port is first bound without it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     own = processes > 1 and spreads()
-    sock = _bound(socket.AF_INET6 if ":" in host else socket.AF_INET, (host, port), own)
+    if own:
+        probe = _bound(family, (host, port), False)  # fails where anyone listens
+        port = probe.getsockname()[1]  # port 0's choice, kept for the group
+        probe.close()
+    sock = _bound(family, (host, port), own)
     if not own:
         sock.listen(BACKLOG)
     sock.set_inheritable(True)

@@ -76,7 +76,12 @@ class Supervisor:
             return 1
         if self.signals:
             return self._shutdown()
-        listener = self._listen()
+        try:
+            listener = self._listen()
+        except OSError as error:  # the port is taken (another server) or not ours to bind
+            log.error("cannot listen on %s:%d: %s", self.settings.host, self.settings.port, error)
+            self._shutdown()
+            return 1
         fields = self.settings.model_dump()
         for _ in range(self.settings.api_processes()):
             api = self.context.Process(

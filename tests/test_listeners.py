@@ -4,6 +4,7 @@ socket is shared as before."""
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 
@@ -65,3 +66,20 @@ def _accept_counts(listeners: list[socket.socket], port: int, clients: int) -> l
         for sock in listeners:
             sock.close()
     return counts
+
+
+@pytest.mark.skipif(not spreads(), reason="SO_REUSEPORT spreads connections on Linux only")
+def test_a_port_another_server_listens_on_is_refused() -> None:
+    """A second server on the same port fails as it did with one shared socket, instead of
+    joining the first one's SO_REUSEPORT group and taking half its connections."""
+    first = bind_for("127.0.0.1", 0, processes=2)
+    port = first.getsockname()[1]
+    listening = listener_from(first.dup())  # the first server's API process
+    try:
+        for processes in (1, 2):
+            with pytest.raises(OSError) as refused:
+                bind_for("127.0.0.1", port, processes).close()
+            assert refused.value.errno == errno.EADDRINUSE
+    finally:
+        listening.close()
+        first.close()

@@ -111,6 +111,32 @@ def test_two_api_processes_serve_one_session_like_one_process(
     assert len(served_by) == 2, served_by  # both processes answered feeds of the session
 
 
+def test_a_second_server_on_a_taken_port_exits_1_and_the_first_keeps_its_connections(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Each API process listens on its own SO_REUSEPORT socket; a second server on the
+    same port must fail as before, not join the first one's group and take half of its
+    connections."""
+    env = {"LSTM_SERVE_MODEL_PATH": str(tiny_checkpoint), "LSTM_SERVE_API_WORKERS": "2"}
+    first = start_server(env, tmp_path / "first.log")
+    try:
+        second = start_server(
+            {**env, "LSTM_SERVE_PORT": str(first.port)}, tmp_path / "second.log", wait_ready=False
+        )
+        try:
+            assert second.process.wait(timeout=90) == 1, second.log()
+            assert "cannot listen on" in second.log()
+        finally:
+            second.stop(signal.SIGKILL)
+        statuses = {
+            httpx.get(first.url + "/readyz", headers={"Connection": "close"}).status_code
+            for _ in range(20)
+        }
+        assert statuses == {200}  # fresh connections: both API processes still answer
+    finally:
+        assert first.stop() == 0
+
+
 def _wait_for_line(server_log: Path, text: str, timeout_s: float = 90.0) -> None:
     deadline = time.monotonic() + timeout_s
     while text not in server_log.read_text(errors="replace"):
