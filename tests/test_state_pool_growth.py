@@ -85,7 +85,7 @@ def test_past_its_reservation_a_pool_grows_into_new_tensors() -> None:
     pool = StatePool(2, 3, 4, CPU, growth=2.0)
     assert pool.reserve(8)
     slots = _fill(pool, 12)  # 4 -> 8 in place, then 16: past the room
-    assert pool.capacity == 16 and pool._room is None and pool.h.is_contiguous()
+    assert pool.capacity == 16 and pool._room_slots == 0 and pool.h.is_contiguous()
     for slot in slots:
         assert torch.equal(pool.read(slot)[0], torch.full((2, 3), float(slot)))
 
@@ -93,7 +93,7 @@ def test_past_its_reservation_a_pool_grows_into_new_tensors() -> None:
 def test_a_refused_reservation_leaves_the_pool_growing_as_before() -> None:
     pool = StatePool(2, 3, 4, CPU, growth=2.0)
     assert not pool.reserve(1 << 58)  # more address space than the machine has: refused
-    assert pool._room is None
+    assert pool._room_slots == 0
     slots = _fill(pool, 9)
     assert pool.capacity == 16 and pool.h.shape == (2, 16, 3)
     assert torch.equal(pool.read(slots[-1])[0], torch.full((2, 3), float(slots[-1])))

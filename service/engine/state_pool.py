@@ -79,8 +79,8 @@ class StatePool:
         self._host_views: tuple[Any, Any] | None = None  # numpy views of h, c (copy_now)
         self._spares = SpareTensors() if device.type == "cpu" else None
         self._spare_at = int(SPARE_AT * capacity)
-        self._room: Tensors | None = None  # reserved h, c that the pool grows inside
-        self._room_used = 0  # slots of the room in use as the pool (``capacity``)
+        self._room_slots = 0  # slots of the reserved mapping h, c are (0: no reservation)
+        self._room_used = 0  # of them, in use as the pool (``capacity``)
 
     def reserve(self, slots: int) -> bool:
         """Reserve address space for ``slots`` slots (CPU pools, before the worker runs):
@@ -100,19 +100,19 @@ class StatePool:
             old = self.capacity
             h[:, :old].copy_(self.h)
             c[:, :old].copy_(self.c)
-            self._room_used = old
+            self._room_slots, self._room_used = slots, old
             # The whole mapping, not a view of its first slots: indexing a view strided
             # over layers made torch copy it whole (index_select: 140 ms at 120,000 slots).
-            self.h, self.c = self._room = (h, c)
+            self.h, self.c = h, c
         return True
 
     def _in_room(self, slots: int) -> bool:
-        return self._room is not None and slots <= self._room[0].shape[1]
+        return slots <= self._room_slots
 
     @property
     def capacity(self) -> int:
         """Slots the tensors cover (in a reservation: the slots handed out so far)."""
-        return self._room_used if self._room is not None else int(self.h.shape[1])
+        return self._room_used if self._room_slots else int(self.h.shape[1])
 
     @property
     def bytes_per_slot(self) -> int:
@@ -130,9 +130,10 @@ class StatePool:
             self._reserved = new_total
             self._spare_at = int(SPARE_AT * new_total)
         self.in_use += 1
-        spares, total = self._spares, self._next_total()
-        if self.in_use >= self._spare_at and spares is not None and not self._in_room(total):
-            spares.request(self._zeros, total)
+        if self.in_use >= self._spare_at and self._spares is not None:
+            total = self._next_total()  # (only near full: allocate runs for every feed)
+            if not self._in_room(total):
+                self._spares.request(self._zeros, total)
         return self._free.pop()
 
     def _next_total(self) -> int:
@@ -188,7 +189,7 @@ class StatePool:
             if self._in_room(self._reserved):
                 self._room_used = self._reserved
             else:  # no room reserved, or past it: grow into new tensors from here on
-                self._room = None
+                self._room_slots = 0
                 spare = self._spares.take(self._reserved) if self._spares is not None else None
                 h, c = spare if spare is not None else self._zeros(self._reserved)
                 h[:, :old].copy_(self.h[:, :old])
